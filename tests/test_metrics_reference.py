@@ -1,0 +1,111 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from textgan.errors import UserError
+from textgan.metrics.js import js_divergence
+from textgan.metrics.ngrams import NgramCounts
+from textgan.metrics.reference import JSEvaluator, ReferenceNgrams, real_subset
+from textgan.vocab import Vocab, count_symbols, text_to_codes
+
+
+def _stand_in(lines, path, fingerprint="fp-1"):
+    """What JSEvaluator needs of a PreparedCorpus, built from real text."""
+    codes = text_to_codes(lines, 32)
+    vocab = Vocab.from_counts(count_symbols(codes), "chars", 256)
+    ids = vocab.codes_to_ids(codes)
+    return SimpleNamespace(
+        train=ids[2000:], heldout=ids[:2000], path=path, vocab=vocab, fingerprint=fingerprint
+    )
+
+
+@pytest.fixture(scope="module")
+def prepared(gbw_lines, tmp_path_factory):
+    return _stand_in(gbw_lines, tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def evaluator(prepared):
+    return JSEvaluator(prepared, n_samples=640, progress=False)
+
+
+def test_reference_is_cached_beside_the_corpus_and_reloaded(prepared, evaluator, monkeypatch):
+    cache = prepared.path / "ngrams.npz"
+    assert cache.is_file()
+    monkeypatch.setattr(ReferenceNgrams, "build", lambda *a, **k: pytest.fail("rebuilt"))
+    again = ReferenceNgrams.for_corpus(prepared, 3)
+    assert again.max_n == 3 and again.fingerprint == "fp-1"
+    for c, want in zip(again.counts, evaluator.reference.counts, strict=False):
+        assert np.array_equal(c.keys, want.keys) and np.array_equal(c.counts, want.counts)
+        assert np.array_equal(c.counts, NgramCounts.from_ids(prepared.train, c.n, c.base).counts)
+
+
+def test_cache_is_rebuilt_for_other_data_or_higher_order(prepared, tmp_path):
+    ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "fp-1"), 2, progress=False)
+    other = _stand_in_like(prepared, tmp_path, "fp-2")
+    assert ReferenceNgrams.for_corpus(other, 2, progress=False).fingerprint == "fp-2"
+    assert ReferenceNgrams.load(tmp_path / "ngrams.npz").fingerprint == "fp-2"
+    assert ReferenceNgrams.for_corpus(other, 5, progress=False).max_n == 5
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _stand_in_like(prepared, path, fingerprint):
+    return SimpleNamespace(**{**vars(prepared), "path": path, "fingerprint": fingerprint})
+
+
+def test_unreadable_cache_is_replaced(prepared, tmp_path):
+    (tmp_path / "ngrams.npz").write_bytes(b"not an npz")
+    ref = ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "fp-1"), 2, False)
+    assert ReferenceNgrams.load(tmp_path / "ngrams.npz").max_n == ref.max_n == 2
+
+
+def test_evaluator_row_carries_n_and_floor_at_that_n(prepared, evaluator):
+    samples = prepared.heldout[-640:]
+    row = evaluator(samples)
+    assert set(row) == {"n_samples"} | {f"js{k}" for k in range(1, 5)} | {
+        f"floor_js{k}" for k in range(1, 5)
+    }
+    assert row["n_samples"] == 640
+    real = real_subset(prepared.heldout, 640, seed=0)
+    for k in range(1, 5):
+        ref_k = NgramCounts.from_ids(prepared.train, k, len(prepared.vocab))
+        assert row[f"js{k}"] == js_divergence(NgramCounts.from_ids(samples, k, ref_k.base), ref_k)
+        assert row[f"floor_js{k}"] == js_divergence(
+            NgramCounts.from_ids(real, k, ref_k.base), ref_k
+        )
+    # Real text: JS grows with n, and other real lines sit near the floor.
+    floors = [row[f"floor_js{k}"] for k in range(1, 5)]
+    assert floors == sorted(floors) and 0.0 < floors[0] < 0.05 and 0.2 < floors[3] < 0.8
+    assert abs(row["js4"] - row["floor_js4"]) < 0.05
+    assert evaluator.floor == {k: row[k] for k in row if k.startswith("floor")}
+
+
+def test_floor_follows_the_number_of_samples(prepared, evaluator):
+    small = evaluator(prepared.heldout[:64])
+    assert small["n_samples"] == 64
+    # Fewer lines cover fewer 4-grams: the floor at 64 is far above the floor at 640.
+    assert small["floor_js4"] > evaluator.floor["floor_js4"] + 0.1
+
+
+def test_garbage_is_far_from_real_text(prepared, evaluator):
+    noise = np.random.default_rng(0).integers(2, len(prepared.vocab), size=(640, 32))
+    row = evaluator(noise.astype(np.uint8))
+    assert row["js4"] > 0.95 and row["js1"] > 0.3
+
+
+def test_real_subset_is_fixed_by_seed_and_bounded(prepared):
+    a = real_subset(prepared.heldout, 100, seed=3)
+    assert np.array_equal(a, real_subset(prepared.heldout, 100, seed=3))
+    assert not np.array_equal(a, real_subset(prepared.heldout, 100, seed=4))
+    with pytest.raises(UserError, match=r"held-out split \(2000 lines\)"):
+        real_subset(prepared.heldout, 2001)
+
+
+def test_evaluator_refuses_n_beyond_heldout_and_wrong_length(prepared, evaluator):
+    with pytest.raises(UserError, match="2000 lines"):
+        JSEvaluator(prepared, n_samples=5000, progress=False)
+    with pytest.raises(ValueError, match="length 31"):
+        evaluator(prepared.heldout[:10, :31])
+    with pytest.raises(ValueError, match="vocabulary"):
+        evaluator(np.full((3, 32), len(prepared.vocab)))

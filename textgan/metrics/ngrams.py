@@ -1,0 +1,186 @@
+"""Counts of every contiguous n-gram of an ``(N, L)`` id array, without a loop over n-grams.
+
+An n-gram of ids ``(a_1, .., a_n)`` over a vocabulary of ``V`` ids is packed into one integer,
+its base-``V`` positional key ``sum_j a_j V^(n-j)`` (uint64), so a multiset of n-grams is a
+sorted key array with counts and counting is sorting or ``np.bincount``. Padding ids are ordinary
+ids here: every window of every row is counted, padding included, as in the reference
+evaluation of Gulrajani et al. (2017).
+
+Large arrays (a 10-million-line training split) are counted order by order in chunks of rows.
+Each distinct (n-1)-gram gets a compact code (its rank), and an n-gram is then indexed by
+``code(prefix) * V + last id``: a range small enough for ``np.bincount`` in the usual case, with
+a sort-based fallback when it is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_ORDER = 6
+# Largest index range counted with a dense bincount (8 bytes per bin, twice while adding).
+DENSE_LIMIT = 1 << 26
+CHUNK_ROWS = 1 << 19
+
+
+def check_order(n: int, base: int) -> None:
+    """Raise ValueError unless n-grams of order ``n`` over ``base`` ids fit a uint64 key."""
+    if not 1 <= n <= MAX_ORDER:
+        raise ValueError(f"n-gram order must be in 1..{MAX_ORDER}, got {n}")
+    if base < 1 or base**n > 1 << 64:
+        raise ValueError(f"{n}-grams over {base} ids do not fit a 64-bit key")
+
+
+def window_keys(ids: np.ndarray, n: int, base: int) -> np.ndarray:
+    """``(N, L - n + 1)`` uint64 keys of every window of ``n`` consecutive ids of each row."""
+    ids = np.atleast_2d(np.asarray(ids))
+    check_order(n, base)
+    rows, width = ids.shape
+    if width < n:
+        return np.empty((rows, 0), dtype=np.uint64)
+    span = width - n + 1
+    keys = ids[:, :span].astype(np.uint64)
+    for j in range(1, n):
+        keys *= np.uint64(base)
+        keys += ids[:, j : j + span].astype(np.uint64)
+    return keys
+
+
+def unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``keys`` and how often each occurs (int64)."""
+    flat = np.sort(keys, axis=None)
+    if flat.size == 0:
+        return flat, np.zeros(0, dtype=np.int64)
+    first = np.empty(flat.size, dtype=bool)
+    first[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, flat.size)).astype(np.int64)
+    return flat[starts], counts
+
+
+@dataclass(frozen=True)
+class NgramCounts:
+    """A multiset of n-grams: sorted distinct keys and their positive counts."""
+
+    n: int
+    base: int
+    keys: np.ndarray
+    counts: np.ndarray
+    total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", int(self.counts.sum()))
+
+    @classmethod
+    def from_ids(cls, ids: np.ndarray, n: int, base: int) -> NgramCounts:
+        """Counts of every window of ``n`` ids of every row (padding included)."""
+        keys, counts = unique_counts(window_keys(ids, n, base))
+        return cls(n, base, keys, counts)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Count of each key (0 where absent), same shape as ``keys``."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        if len(self.keys) == 0:
+            return np.zeros(keys.shape, dtype=np.int64)
+        pos = np.searchsorted(self.keys, keys)
+        pos = np.minimum(pos, len(self.keys) - 1)
+        return np.where(self.keys[pos] == keys, self.counts[pos], 0)
+
+    def ngrams(self) -> np.ndarray:
+        """``(U, n)`` ids of the distinct n-grams, in key order."""
+        out = np.empty((len(self.keys), self.n), dtype=np.int64)
+        rest = self.keys.copy()
+        for j in range(self.n - 1, -1, -1):
+            out[:, j] = (rest % np.uint64(self.base)).astype(np.int64)
+            rest //= np.uint64(self.base)
+        return out
+
+
+class _Level:
+    """The distinct n-grams of one order as sorted dense indices; a gram's code is its rank."""
+
+    def __init__(self, present: np.ndarray, size: int) -> None:
+        self.present = present
+        self.table = None
+        if size <= DENSE_LIMIT:
+            self.table = np.full(size, -1, dtype=np.int64)
+            self.table[present] = np.arange(len(present))
+
+    def codes(self, index: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            return self.table[index]
+        return np.searchsorted(self.present, index)
+
+
+def _dense_index(chunk: np.ndarray, levels: list[_Level], n: int, base: int) -> np.ndarray:
+    """Index ``code(prefix) * base + last`` of every window of ``n`` ids of ``chunk``."""
+    ids = chunk.astype(np.int64)
+    if n == 1:
+        return ids
+    code = levels[0].codes(ids)
+    for order in range(2, n):
+        code = levels[order - 1].codes(code[:, :-1] * base + ids[:, order - 1 :])
+    return code[:, :-1] * base + ids[:, n - 1 :]
+
+
+def _count_level(
+    ids: np.ndarray, levels: list[_Level], n: int, base: int, chunk_rows: int, tick: Callable
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct dense indices of the n-grams of ``ids`` and their counts."""
+    size = base * (len(levels[-1].present) if levels else 1)
+    dense = size <= DENSE_LIMIT
+    acc = np.zeros(size, dtype=np.int64) if dense else []
+    for start in range(0, len(ids), chunk_rows):
+        index = _dense_index(np.asarray(ids[start : start + chunk_rows]), levels, n, base)
+        if dense:
+            acc += np.bincount(index.ravel(), minlength=size)
+        else:
+            acc.append(unique_counts(index))
+        tick()
+    if dense:
+        present = np.flatnonzero(acc)
+        return present, acc[present]
+    keys = np.concatenate([k for k, _ in acc])
+    counts = np.concatenate([c for _, c in acc])
+    order = np.argsort(keys, kind="stable")
+    present, first = np.unique(keys[order], return_index=True)
+    return present, np.add.reduceat(counts[order], first) if len(first) else counts[:0]
+
+
+def count_all(
+    ids: np.ndarray,
+    max_n: int,
+    base: int,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> list[NgramCounts]:
+    """Counts of the n-grams of ``ids`` for n = 1..max_n, same result as ``from_ids`` but in
+    bounded memory for arrays of millions of rows (memory-mapped ones included).
+
+    ``progress(k)`` is called after each of the ``max_n * ceil(N / chunk_rows)`` chunk passes.
+    """
+    check_order(max_n, base)
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"expected an (N, L) id array, got shape {ids.shape}")
+    tick = (lambda: progress(1)) if progress else (lambda: None)
+    levels: list[_Level] = []
+    result: list[NgramCounts] = []
+    keys = np.zeros(0, dtype=np.uint64)
+    for n in range(1, max_n + 1):
+        if n > ids.shape[1]:
+            result.append(NgramCounts(n, base, np.zeros(0, np.uint64), np.zeros(0, np.int64)))
+            continue
+        present, counts = _count_level(ids, levels, n, base, chunk_rows, tick)
+        last = (present % base).astype(np.uint64)
+        keys = last if n == 1 else keys[present // base] * np.uint64(base) + last
+        result.append(NgramCounts(n, base, keys, counts))
+        if n < max_n:
+            levels.append(_Level(present, base * (len(levels[-1].present) if levels else 1)))
+    return result
