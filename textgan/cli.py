@@ -43,3 +43,24 @@ def _fail(message: str, code: int = 2) -> None:
 @click.version_option(package_name="textgan")
 def main() -> None:
     """Character-level text GANs: prepare a corpus, train, sample, score."""
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    help="Folder for the PNGs. Default: RUN_DIR/plots for one run, ./plots for several.",
+)
+def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
+    """Draw PNG figures of one or more runs (several runs overlaid, named by constraint).
+
+    W estimate and losses against iterations and wall-clock time, JS-1..4 with their floors,
+    and, where the run logged diagnostics, the critic weight histogram, per-layer gradient norms
+    and input-gradient norms.
+    """
+    from textgan.plots import plot_runs
+
+    for path in plot_runs(run_dirs, out):
+        click.echo(path)

@@ -1,0 +1,197 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from textgan.plots import (
+    default_out_dir,
+    load_run,
+    plot_runs,
+    run_labels,
+    write_run_plots,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ALL_FIGURES = {"training.png", "js.png", "weights.png", "grad_norms.png", "input_grad.png"}
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def make_run(path, kind="gp", iters=30, diagnostics=True, evals=True):
+    """A run directory with logs shaped like the training loop's."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"lipschitz": {"kind": kind, "lam": 10.0}}))
+    rng = np.random.default_rng(len(kind))
+    rows = []
+    for i in range(1, iters + 1):
+        rows.append(
+            {
+                "iter": i,
+                "time": 0.5 * i,
+                "critic_loss": float(-1 / i + rng.normal(0, 0.01)),
+                "gen_loss": float(rng.normal()),
+                "wasserstein": float(1 / i),
+                "gp": 0.1,
+                "grad_norm": 1.0,
+            }
+        )
+        if evals and i % 10 == 0:
+            js = {f"js{n}": 0.9 / i + 0.1 * n for n in range(1, 5)}
+            floor = {f"floor_js{n}": 0.05 * n for n in range(1, 5)}
+            rows.append({"iter": i, "time": 0.5 * i, "n_samples": 640, **js, **floor})
+    _write_jsonl(path / "metrics.jsonl", rows)
+    if diagnostics:
+        diags = []
+        for i in (10, 20, 30):
+            c = 0.01 if kind == "clip" else 0.3
+            diags.append(
+                {
+                    "iter": i,
+                    "lipschitz": kind,
+                    "weight_hist": {"max_abs": c, "bins": 5, "counts": [40, 5, 10, 5, 40]},
+                    "layer_grad_norms": {
+                        "names": ["input", "blocks.0", "blocks.1", "output"],
+                        "norms": [1e-3 * i, 1e-2, 1e-1, 1.0],
+                    },
+                    "input_grad": {
+                        k: {"mean": 1.0 + 0.1 * j, "std": 0.2}
+                        for j, k in enumerate(("real", "fake", "interp"))
+                    },
+                    "clip_share": 0.8 if kind == "clip" else None,
+                }
+            )
+        _write_jsonl(path / "diagnostics.jsonl", diags)
+    return path
+
+
+def _check_png(path, expect_size=None):
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[2] in (3, 4)
+    if expect_size is not None:
+        assert img.shape[:2] == expect_size
+    return img
+
+
+def test_one_run_writes_every_figure_into_its_plots_folder(tmp_path):
+    run = make_run(tmp_path / "r1")
+    written = plot_runs([run])
+    assert {p.name for p in written} == ALL_FIGURES
+    assert all(p.parent == run / "plots" for p in written)
+    for p in written:
+        _check_png(p)
+    # training.png: 10 × 9.6 inches at 100 dpi
+    _check_png(run / "plots" / "training.png", expect_size=(960, 1000))
+    _check_png(run / "plots" / "js.png", expect_size=(700, 1000))
+    assert not [p for p in (run / "plots").iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_two_runs_overlaid_with_constraint_labels(tmp_path):
+    a = make_run(tmp_path / "a", kind="gp")
+    b = make_run(tmp_path / "b", kind="clip")
+    out = tmp_path / "cmp"
+    written = plot_runs([a, b], out=out)
+    assert {p.name for p in written} == ALL_FIGURES and all(p.parent == out for p in written)
+    one = _check_png(out / "weights.png")
+    assert one.shape[:2] == (520, 700)  # one histogram panel per run: 2 × 2.4 + 0.4 inches
+    assert run_labels([load_run(a), load_run(b)]) == ["gp", "clip"]
+    # the overlaid figure differs from a single-run one: the second run's colour is drawn
+    single = _check_png(plot_runs([a], out=tmp_path / "single")[0])
+    both = _check_png(out / "training.png")
+    assert not np.array_equal(single, both)
+
+
+def test_labels_fall_back_to_run_name_and_disambiguate(tmp_path):
+    a = make_run(tmp_path / "x1", kind="gp")
+    b = make_run(tmp_path / "x2", kind="gp")
+    c = make_run(tmp_path / "x3")
+    (c / "config.json").unlink()
+    assert run_labels([load_run(p) for p in (a, b, c)]) == ["gp (x1)", "gp (x2)", "x3"]
+
+
+def test_figures_follow_what_the_run_logged(tmp_path):
+    run = make_run(tmp_path / "r", diagnostics=False, evals=False)
+    assert [p.name for p in plot_runs([run])] == ["training.png"]
+    run2 = make_run(tmp_path / "r2", diagnostics=False)
+    assert {p.name for p in plot_runs([run, run2], out=tmp_path / "o")} == {
+        "training.png",
+        "js.png",
+    }
+
+
+def test_resumed_rows_and_torn_last_line(tmp_path):
+    run = make_run(tmp_path / "r", evals=False, diagnostics=False)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"iter": 5, "time": 99.0, "wasserstein": 7.0}) + "\n")
+        f.write('{"iter": 31, "ti')
+    with pytest.warns(UserWarning, match="skipped 1"):
+        log = load_run(run)
+    assert [r["iter"] for r in log.train] == list(range(1, 31))
+    assert log.train[4]["wasserstein"] == 7.0
+
+
+def test_default_out_dir():
+    assert default_out_dir(["runs/a"]) == default_out_dir(["runs/a"])
+    assert str(default_out_dir(["runs/a"])) == os.path.join("runs", "a", "plots")
+    assert str(default_out_dir(["runs/a", "runs/b"])) == "plots"
+
+
+def test_write_run_plots_warns_instead_of_raising(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.warns(UserWarning, match="could not write plots"):
+        assert write_run_plots(tmp_path / "empty") == []
+
+
+def _cli(*args, cwd=None):
+    import subprocess
+    import sys
+
+    code = "from textgan.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_cli_plot_two_runs_default_out(tmp_path):
+    a = make_run(tmp_path / "a", kind="gp")
+    b = make_run(tmp_path / "b", kind="sn")
+    res = _cli("plot", a, b, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == ALL_FIGURES
+    assert "training.png" in res.stdout
+
+
+def test_cli_plot_without_metrics_is_one_line_exit_2(tmp_path):
+    (tmp_path / "notarun").mkdir()
+    res = _cli("plot", tmp_path / "notarun")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "no metrics.jsonl" in res.stderr
+    (tmp_path / "notarun" / "metrics.jsonl").write_text("")
+    res = _cli("plot", tmp_path / "notarun")
+    assert res.returncode == 2 and "no training or evaluation rows" in res.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_cli_plot_out_not_writable_is_one_line_exit_2(tmp_path):
+    run = make_run(tmp_path / "r", diagnostics=False)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        res = _cli("plot", run, "--out", locked)
+    finally:
+        locked.chmod(0o700)
+    assert res.returncode == 2 and res.stderr.startswith("textgan: error: cannot write plots")
+    assert res.stderr.count("\n") == 1
+
+
+def test_cli_plot_out_is_a_file_is_one_line_exit_2(tmp_path):
+    run = make_run(tmp_path / "r", diagnostics=False)
+    (tmp_path / "afile").write_text("x")
+    res = _cli("plot", run, "--out", tmp_path / "afile")
+    assert res.returncode == 2 and res.stderr.startswith("textgan: error: cannot write plots")
