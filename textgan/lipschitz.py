@@ -1,0 +1,240 @@
+"""Critic and generator losses, and the Lipschitz constraints the WGAN-GP analysis compares.
+
+Every constraint is one ``Constraint`` entry in ``CONSTRAINTS``: an optional per-sample penalty
+on the critic's slope, an optional setup step (spectral norm) and an optional step after each
+critic update (clipping). Adding a constraint means adding one entry.
+
+The critic loss is ``mean D(fake) − mean D(real) + λ · mean(penalty)``. The slope a penalty sees
+is measured at interpolates ``x̂ = ε·real + (1 − ε)·fake`` with ``ε ~ U[0, 1]`` drawn once per
+sequence, and a sequence's gradient norm is taken over its whole ``V × L`` input (not over one
+axis, the bug of some ports).
+
+Statistics returned with the loss (detached scalar tensors):
+
+* ``wasserstein``: ``mean D(real) − mean D(fake)``, the critic's estimate of W;
+* ``d_real``, ``d_fake``: the two means;
+* ``gp``: the mean per-sample penalty **before** multiplying by λ (so runs with different λ
+  compare), 0 for constraints without a penalty; ``penalty`` is ``λ · gp``, the term in the loss;
+* ``grad_norm``: the mean ``‖∇x̂ D(x̂)‖₂`` over the interpolates — the same quantity for every
+  constraint so runs compare; for ``gp-fd`` the finite-difference slope it penalizes is
+  ``fd_slope``. Constraints without a gradient penalty measure it with one extra first-order
+  backward pass (``monitor=False`` skips it and reports NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from textgan.errors import UserError
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class LipschitzConfig:
+    """Which constraint, its weight λ, its target slope K and the clipping bound c."""
+
+    kind: str = "gp"
+    lam: float = 10.0
+    target: float = 1.0
+    clip: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONSTRAINTS:
+            raise UserError(
+                f"unknown Lipschitz constraint {self.kind!r}; "
+                f"choose one of {', '.join(CONSTRAINTS)}"
+            )
+        if not (math.isfinite(self.lam) and self.lam >= 0):
+            raise UserError(f"lambda must be a finite number ≥ 0, got {self.lam}")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise UserError(f"clip must be a finite number > 0, got {self.clip}")
+        if not (math.isfinite(self.target) and self.target > 0):
+            raise UserError(f"the Lipschitz target must be a finite number > 0, got {self.target}")
+
+    @property
+    def constraint(self) -> Constraint:
+        return CONSTRAINTS[self.kind]
+
+
+def _nothing(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    """No setup / nothing after the step."""
+
+
+def _clip_weights(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.clamp_(-cfg.clip, cfg.clip)
+
+
+def _spectral_norm(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    # For a convolution PyTorch normalizes the (out, in·k) reshaped kernel (Miyato et al.), a
+    # bound on, not the exact operator norm of, the convolution.
+    layers = [m for m in critic.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    for layer in layers:
+        nn.utils.parametrizations.spectral_norm(layer)
+
+
+def _two_sided(slope: Tensor, target: float) -> Tensor:
+    return (slope - target).square()
+
+
+def _one_sided(slope: Tensor, target: float) -> Tensor:
+    return torch.relu(slope - target).square()
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """How one Lipschitz constraint enters training.
+
+    ``penalty`` maps per-sample slopes to per-sample penalties (None: no penalty). ``slope`` says
+    which slope it sees: ``"gradient"`` (‖∇x̂ D‖, needs double backpropagation) or
+    ``"difference"`` (|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ between two interpolates, first order only).
+    """
+
+    description: str
+    penalty: Callable[[Tensor, float], Tensor] | None = None
+    slope: str = "gradient"
+    setup: Callable[[nn.Module, LipschitzConfig], None] = _nothing
+    after_step: Callable[[nn.Module, LipschitzConfig], None] = _nothing
+
+
+CONSTRAINTS: dict[str, Constraint] = {
+    "gp": Constraint("two-sided gradient penalty λ·(‖∇D(x̂)‖ − K)²", penalty=_two_sided),
+    "gp-one-sided": Constraint("one-sided gradient penalty λ·max(0, ‖∇D(x̂)‖ − K)²", _one_sided),
+    "gp-fd": Constraint(
+        "finite-difference penalty λ·(|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ − K)²",
+        penalty=_two_sided,
+        slope="difference",
+    ),
+    "clip": Constraint(
+        "weight clipping to [−c, c] after each critic step", after_step=_clip_weights
+    ),
+    "sn": Constraint("spectral normalization of every critic layer", setup=_spectral_norm),
+    "none": Constraint("no constraint (diverges; for comparison only)"),
+}
+
+
+def _has_batch_norm(critic: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+
+
+def check_critic_norm(critic_norm: str, cfg: LipschitzConfig) -> None:
+    """Refuse batch norm in a critic trained with a per-sample penalty (UserError)."""
+    if critic_norm == "batch" and cfg.constraint.penalty is not None:
+        raise UserError(
+            f"batch norm cannot be combined with the {cfg.kind} penalty: batch norm makes each "
+            "sample's critic value depend on the rest of the batch, which breaks the per-sample "
+            "penalty; use --critic-norm layer instead (or a constraint without a penalty: "
+            "clip, sn, none)"
+        )
+
+
+def apply_constraint(critic: nn.Module, cfg: LipschitzConfig) -> nn.Module:
+    """Prepare ``critic`` for ``cfg`` once, before training (e.g. spectral norm); returns it."""
+    check_critic_norm("batch" if _has_batch_norm(critic) else "none", cfg)
+    cfg.constraint.setup(critic, cfg)
+    return critic
+
+
+def after_critic_step(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    """Call after every critic optimizer step (e.g. weight clipping)."""
+    cfg.constraint.after_step(critic, cfg)
+
+
+def _interpolate(real: Tensor, fake: Tensor, rng: torch.Generator | None, shuffle: bool) -> Tensor:
+    """``ε·real + (1 − ε)·fake``, ε per sequence; ``shuffle`` pairs them at random."""
+    b = real.shape[0]
+    where = rng.device if rng is not None else real.device
+    if shuffle:
+        real = real[torch.randperm(b, generator=rng, device=where).to(real.device)]
+        fake = fake[torch.randperm(b, generator=rng, device=where).to(real.device)]
+    eps = torch.rand(b, 1, 1, generator=rng, device=where).to(real.device, fake.dtype)
+    return (fake + eps * (real - fake)).detach()
+
+
+def _scores(critic: nn.Module, parts: list[Tensor]) -> list[Tensor]:
+    """Critic scores of each part. One batched call when samples are independent; batch norm
+    would mix real and fake statistics in one batch, so it gets one call per part."""
+    if _has_batch_norm(critic):
+        return [critic(p) for p in parts]
+    return list(critic(torch.cat(parts)).split([p.shape[0] for p in parts]))
+
+
+def _wide(x: Tensor) -> Tensor:
+    """Half-precision values (autocast) in float32 for reductions; others unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _per_sample_norm(x: Tensor) -> Tensor:
+    """Euclidean norm of each sequence's whole (V, L) block."""
+    return _wide(x).flatten(1).norm(dim=1)
+
+
+def critic_loss(
+    critic: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    cfg: LipschitzConfig,
+    rng: torch.Generator | None = None,
+    monitor: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The critic's loss on one-hot ``real`` and generated ``fake`` (both ``(B, V, L)``).
+
+    Returns ``(loss, stats)``; see the module docstring for the stats. ``rng`` draws ε (and the
+    pairings of ``gp-fd``) so training is reproducible. The penalty never trains the generator:
+    interpolates are detached from ``fake``.
+    """
+    con = cfg.constraint
+    need_grad = con.penalty is not None and con.slope == "gradient"
+    parts = [real, fake]
+    x_hat = None
+    if need_grad or monitor or con.slope == "difference":
+        x_hat = _interpolate(real, fake, rng, shuffle=False).requires_grad_(True)
+        parts.append(x_hat)
+    if con.penalty is not None and con.slope == "difference":
+        parts.append(_interpolate(real, fake, rng, shuffle=True))
+    scores = _scores(critic, parts)
+    d_real, d_fake = _wide(scores[0]), _wide(scores[1])
+    loss = d_fake.mean() - d_real.mean()
+
+    grad_norm = torch.full((), math.nan, device=real.device)
+    if x_hat is not None and (need_grad or monitor):
+        (grad,) = torch.autograd.grad(
+            scores[2].sum(), x_hat, create_graph=need_grad, retain_graph=True
+        )
+        norms = _per_sample_norm(grad)
+        grad_norm = norms.mean()
+
+    stats: dict[str, Tensor] = {}
+    gp = torch.zeros((), device=real.device)
+    if con.penalty is not None:
+        if con.slope == "gradient":
+            slope = norms
+        else:
+            d1, d2 = _wide(scores[2]), _wide(scores[3])
+            # Two interpolates can coincide (same pair, near-equal ε); bound the division.
+            slope = (d1 - d2).abs() / _per_sample_norm(parts[2].detach() - parts[3]).clamp_min(1e-6)
+            stats["fd_slope"] = slope.mean().detach()
+        gp = con.penalty(slope, cfg.target).mean()
+        loss = loss + cfg.lam * gp
+
+    stats.update(
+        wasserstein=(d_real.mean() - d_fake.mean()).detach(),
+        gp=gp.detach(),
+        penalty=(cfg.lam * gp).detach(),
+        grad_norm=grad_norm.detach(),
+        d_real=d_real.mean().detach(),
+        d_fake=d_fake.mean().detach(),
+    )
+    return loss, stats
+
+
+def generator_loss(critic: nn.Module, fake: Tensor) -> Tensor:
+    """``−mean D(G(z))``: the generator raises the critic's score of its samples."""
+    return -_wide(critic(fake)).mean()

@@ -1,0 +1,171 @@
+"""The residual 1-D convolutional Generator and Critic of Gulrajani et al. 2017 (gan_language.py).
+
+Sequences travel as ``(batch, vocab, seq_len)`` tensors: one-hot rows for real text, softmax
+probabilities for generated text, so the critic sees both on the same simplex.
+
+Initialization follows the reference's ``tflib`` exactly:
+
+* convolutions: "He" uniform, ``U(-a, a)`` with ``a = sqrt(3) * sqrt(4 / (fan_in + fan_out))``,
+  ``fan_in = in_channels * kernel``, ``fan_out = out_channels * kernel`` (for the square D→D
+  convolutions this is Kaiming-uniform; for the 1×1 input/output convolutions it averages the
+  fans, as tflib does);
+* linear layers: Glorot uniform, ``a = sqrt(6 / (fan_in + fan_out))``;
+* every bias zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from textgan.errors import UserError
+
+CRITIC_NORMS = ("none", "layer", "batch")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of both networks; the defaults are the paper's (D = 512, 5 blocks, kernel 5)."""
+
+    vocab_size: int
+    seq_len: int = 32
+    dim: int = 512
+    blocks: int = 5
+    kernel: int = 5
+    res_scale: float = 0.3
+    noise_dim: int = 128
+    critic_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "dim", "kernel", "noise_dim"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.vocab_size < 2:
+            raise UserError(f"vocab_size must be at least 2, got {self.vocab_size}")
+        if self.blocks < 0:
+            raise UserError(f"blocks must be 0 or more, got {self.blocks}")
+        if not math.isfinite(self.res_scale):
+            raise UserError(f"res_scale must be a finite number, got {self.res_scale}")
+        if self.critic_norm not in CRITIC_NORMS:
+            raise UserError(
+                f"unknown critic normalization {self.critic_norm!r}; "
+                f"choose one of {', '.join(CRITIC_NORMS)}"
+            )
+
+
+def _norm_layer(kind: str, dim: int) -> nn.Module:
+    # "layer" normalizes each sample over all its channels and positions (GroupNorm with one
+    # group, affine per channel): a sample's value never depends on the rest of the batch, so
+    # the per-sample gradient penalty stays valid, and it works for any sequence length.
+    if kind == "layer":
+        return nn.GroupNorm(1, dim)
+    if kind == "batch":
+        return nn.BatchNorm1d(dim)
+    return nn.Identity()
+
+
+class ResBlock(nn.Module):
+    """``x + res_scale * conv(relu(conv(relu(x))))``; the skip carries ``x`` itself.
+
+    With a normalization, it sits before each ReLU (pre-activation). The ReLUs are never
+    in-place: an in-place ReLU would overwrite ``x`` and turn the skip into ``relu(x)``.
+    """
+
+    def __init__(self, dim: int, kernel: int, res_scale: float, norm: str = "none") -> None:
+        super().__init__()
+        self.res_scale = res_scale
+        self.norm1 = _norm_layer(norm, dim)
+        self.conv1 = nn.Conv1d(dim, dim, kernel, padding="same")
+        self.norm2 = _norm_layer(norm, dim)
+        self.conv2 = nn.Conv1d(dim, dim, kernel, padding="same")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(torch.relu(self.norm1(x)))
+        h = self.conv2(torch.relu(self.norm2(h)))
+        return x + self.res_scale * h
+
+
+def init_reference_(module: nn.Module) -> None:
+    """Re-initialize every Conv1d and Linear in ``module`` as the reference does (see above)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv1d):
+            k = m.kernel_size[0]
+            bound = math.sqrt(3.0) * math.sqrt(4.0 / (m.in_channels * k + m.out_channels * k))
+        elif isinstance(m, nn.Linear):
+            bound = math.sqrt(6.0 / (m.in_features + m.out_features))
+        else:
+            continue
+        nn.init.uniform_(m.weight, -bound, bound)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    """z ~ N(0, I) → Linear → (D, L) → residual blocks → Conv1d(D, V, 1) → softmax over V."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.input = nn.Linear(cfg.noise_dim, cfg.seq_len * cfg.dim)
+        self.blocks = nn.Sequential(
+            *(ResBlock(cfg.dim, cfg.kernel, cfg.res_scale) for _ in range(cfg.blocks))
+        )
+        self.output = nn.Conv1d(cfg.dim, cfg.vocab_size, 1)
+        init_reference_(self)
+
+    def sample_noise(
+        self,
+        n: int,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``(n, noise_dim)`` standard normal noise, drawn from ``generator`` when given."""
+        # A torch.Generator only draws on its own device; draw there, then move.
+        where = generator.device if generator is not None else device
+        z = torch.randn(n, self.cfg.noise_dim, generator=generator, device=where)
+        return z.to(device)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Unnormalized scores ``(B, V, L)``."""
+        h = self.input(z).view(z.shape[0], self.cfg.dim, self.cfg.seq_len)
+        return self.output(self.blocks(h))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(B, V, L)``: a softmax over the vocabulary at every position."""
+        return torch.softmax(self.logits(z), dim=1)
+
+
+class Critic(nn.Module):
+    """Conv1d(V, D, 1) → residual blocks → flatten → Linear(L·D, 1); one score per sequence."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.input = nn.Conv1d(cfg.vocab_size, cfg.dim, 1)
+        self.blocks = nn.Sequential(
+            *(
+                ResBlock(cfg.dim, cfg.kernel, cfg.res_scale, cfg.critic_norm)
+                for _ in range(cfg.blocks)
+            )
+        )
+        self.output = nn.Linear(cfg.seq_len * cfg.dim, 1)
+        init_reference_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B,)`` of one-hot or probability sequences ``(B, V, L)``."""
+        return self.output(self.blocks(self.input(x)).flatten(1)).squeeze(1)
+
+
+def one_hot(ids: torch.Tensor, vocab_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(B, L)`` integer ids → ``(B, V, L)`` one-hot, built on the ids' device by one scatter."""
+    ids = ids.long()
+    out = torch.zeros(ids.shape[0], vocab_size, ids.shape[1], dtype=dtype, device=ids.device)
+    return out.scatter_(1, ids.unsqueeze(1), 1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
