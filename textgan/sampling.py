@@ -1,0 +1,93 @@
+"""Decoding a generator's output to ids and strings: argmax (the paper's) or temperature sampling.
+
+Generation streams in batches, so a million samples never sit in memory at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from textgan.errors import UserError
+from textgan.vocab import Vocab
+
+_NUL = "\0"  # never in decoded text (the corpus reader refuses NUL), so it can mark PAD
+
+
+def _id_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint8) if vocab_size <= 256 else np.dtype(np.uint16)
+
+
+def _decode_batch(
+    generator: nn.Module,
+    b: int,
+    temperature: float | None,
+    rng: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """``(b, L)`` ids from one batch of noise."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.inference_mode():
+            logits = generator.logits(generator.sample_noise(b, device, rng))
+            if temperature is None:
+                return logits.argmax(dim=1)
+            # One categorical draw per position: rows are (sample, position), columns symbols.
+            v, length = logits.shape[1], logits.shape[2]
+            probs = torch.softmax(logits.float() / temperature, dim=1)
+            flat = probs.transpose(1, 2).reshape(b * length, v)
+            return torch.multinomial(flat, 1, generator=rng).view(b, length)
+    finally:
+        generator.train(was_training)
+
+
+def generate_ids(
+    generator: nn.Module,
+    n: int,
+    batch_size: int = 1024,
+    temperature: float | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Iterator[np.ndarray]:
+    """Yield ``(b, L)`` id batches, ``n`` rows in all, from ``generator`` (on ``device``).
+
+    Each position is the argmax of the softmax (the paper's decoding) or, with ``temperature``
+    T, a draw from ``softmax(logits / T)``. ``seed`` fixes the noise and the draws. Gradients are
+    off and the generator is in eval mode only while a batch is computed, so the caller's modes
+    are untouched between batches.
+    """
+    if n < 1:
+        raise UserError(f"the number of samples must be at least 1, got {n}")
+    if batch_size < 1:
+        raise UserError(f"the batch size must be at least 1, got {batch_size}")
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise UserError(f"the temperature must be a finite number > 0, got {temperature}")
+    # Checked above, at the call; the batches come lazily from the inner generator.
+    return _stream(generator, n, batch_size, temperature, seed, torch.device(device))
+
+
+def _stream(
+    generator: nn.Module,
+    n: int,
+    batch_size: int,
+    temperature: float | None,
+    seed: int,
+    device: torch.device,
+) -> Iterator[np.ndarray]:
+    rng = torch.Generator(device=device).manual_seed(seed)
+    dtype = _id_dtype(generator.cfg.vocab_size)
+    for start in range(0, n, batch_size):
+        ids = _decode_batch(generator, min(batch_size, n - start), temperature, rng, device)
+        yield ids.cpu().numpy().astype(dtype)
+
+
+def samples_to_text(ids: np.ndarray, vocab: Vocab, pad: str = "") -> list[str]:
+    """Strings of an ``(N, L)`` id array with trailing padding removed; a PAD inside a sample
+    (generators can emit one) shows as ``pad``."""
+    rows = vocab.decode(np.asarray(ids), pad=_NUL)
+    return [row.rstrip(_NUL).replace(_NUL, pad) for row in rows]
