@@ -1,0 +1,117 @@
+import math
+from collections import Counter, defaultdict
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from textgan.metrics.lm import KneserNeyLM, line_lengths
+from textgan.vocab import PAD, Vocab, count_symbols, text_to_codes
+
+
+def _events(ids, order):
+    """(context, target) of every predicted position: start padding, end marker if room."""
+    out = []
+    for row in ids.tolist():
+        while row and row[-1] == PAD:
+            row.pop()
+        seq = [PAD] * (order - 1) + row + ([PAD] if len(row) < ids.shape[1] else [])
+        out += [tuple(seq[t - order + 1 : t + 1]) for t in range(order - 1, len(seq))]
+    return out
+
+
+class DictKN:
+    """Interpolated Kneser–Ney written from the definition, with dictionaries."""
+
+    def __init__(self, ids, order, base):
+        self.order, self.base = order, base
+        self.a = {order: Counter(_events(ids, order))}
+        for k in range(order - 1, 0, -1):
+            self.a[k] = Counter(g[1:] for g in self.a[k + 1])
+        self.d, self.sums, self.types = {}, {}, {}
+        for k, a in self.a.items():
+            n1 = sum(v == 1 for v in a.values())
+            n2 = sum(v == 2 for v in a.values())
+            self.d[k] = n1 / (n1 + 2 * n2) if n1 else 0.5
+            self.sums[k], self.types[k] = defaultdict(int), defaultdict(int)
+            for g, v in a.items():
+                self.sums[k][g[:-1]] += v
+                self.types[k][g[:-1]] += 1
+
+    def p(self, gram):
+        k = len(gram)
+        lower = 1 / self.base if k == 1 else self.p(gram[1:])
+        h = gram[:-1]
+        if self.sums[k][h] == 0:
+            return lower
+        d = self.d[k]
+        s = self.sums[k][h]
+        return (max(self.a[k][gram] - d, 0) + d * self.types[k][h] * lower) / s
+
+
+def _key(gram, base):
+    return sum(g * base ** (len(gram) - 1 - i) for i, g in enumerate(gram))
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    ids = np.minimum(rng.geometric(0.35, size=(60, 10)), 5)  # ids 1..5, 5 doubles as "rare"
+    ids[rng.random(ids.shape) < 0.1] = 6
+    ids[np.arange(60) % 4 == 0, 6:] = PAD  # some short lines
+    ids[5] = PAD  # an empty line
+    return ids, 8
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+def test_probabilities_match_dictionary_definition(small, order):
+    ids, base = small
+    lm, ref = KneserNeyLM.fit(ids, order, base), DictKN(ids, order, base)
+    rng = np.random.default_rng(order)
+    grams = [tuple(rng.integers(0, base, order)) for _ in range(150)] + _events(ids, order)[:150]
+    got = lm.probability(np.array([_key(g, base) for g in grams], dtype=np.uint64))
+    want = [ref.p(g) for g in grams]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_every_context_gives_a_distribution(small):
+    ids, base = small
+    lm = KneserNeyLM.fit(ids, 5, base)
+    contexts = [(0, 0, 0, 0), (0, 0, 0, 1), (1, 1, 2, 1), (7, 7, 7, 7), tuple(ids[3, :4])]
+    for h in contexts:
+        keys = np.array([_key((*h, w), base) for w in range(base)], dtype=np.uint64)
+        p = lm.probability(keys)
+        assert np.all(p > 0) and p.sum() == pytest.approx(1, abs=1e-12)
+
+
+def test_nll_is_mean_over_characters_and_end_markers(small):
+    ids, base = small
+    lm, ref = KneserNeyLM.fit(ids, 5, base), DictKN(ids, 5, base)
+    test = ids[:7]
+    nats, n = lm.nll(test)
+    events = _events(test, 5)
+    assert n == len(events) == int(line_lengths(test).sum()) + int(np.sum(line_lengths(test) < 10))
+    assert nats == pytest.approx(-np.mean([math.log(ref.p(g)) for g in events]), abs=1e-12)
+
+
+def test_line_lengths_ignore_trailing_padding_only():
+    ids = np.array([[3, 0, 4, 0, 0], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5]])
+    assert line_lengths(ids).tolist() == [3, 0, 5]
+
+
+def test_fluency_on_real_text_and_cache(gbw_lines, tmp_path, monkeypatch):
+    codes = text_to_codes(gbw_lines, 32)
+    vocab = Vocab.from_counts(count_symbols(codes))
+    ids = vocab.codes_to_ids(codes)
+    prepared = SimpleNamespace(train=ids[1000:], path=tmp_path, vocab=vocab, fingerprint="f")
+    lm = KneserNeyLM.for_corpus(prepared)
+    real, _ = lm.nll(ids[:1000])
+    shuffled = np.random.default_rng(0).permuted(ids[:1000], axis=1)
+    # Held-out English at about 2 bits a character; shuffled characters far worse.
+    assert 1.0 < real / math.log(2) < 3.0
+    assert lm.nll(shuffled)[0] > real + 1.0
+    chunked = KneserNeyLM.fit(ids[1000:], base=len(vocab))
+    monkeypatch.setattr("textgan.metrics.lm.CHUNK_ROWS", 3000)
+    assert KneserNeyLM.fit(ids[1000:], base=len(vocab)).nll(ids[:50]) == chunked.nll(ids[:50])
+    monkeypatch.setattr(KneserNeyLM, "fit", lambda *a, **k: pytest.fail("refit"))
+    assert KneserNeyLM.for_corpus(prepared).nll(ids[:1000])[0] == real
