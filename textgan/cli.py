@@ -64,3 +64,88 @@ def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
 
     for path in plot_runs(run_dirs, out):
         click.echo(path)
+
+
+@main.command()
+@click.argument("samples", required=False)
+@click.option("--corpus", help="Score against this prepared corpus (name, path or hf:ID).")
+@click.option("--run", "run_dir", help="Score against the corpus of this run directory.")
+@click.option("--reference", help="Score against a plain text file, one line per sentence.")
+@click.option(
+    "-n", "--n-samples", default=640, show_default=True, help="Samples scored (and real lines)."
+)
+@click.option("--ngrams", default=4, show_default=True, help="Largest n of JS-n (1..6).")
+@click.option("--seq-len", default=32, show_default=True, help="Sequence length of --reference.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the real held-out lines.")
+@click.option("--data-dir", default="data", show_default=True, help="Folder of corpus caches.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--real", is_flag=True, help="Score N real held-out lines only: the floor.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def score(
+    samples: str | None,
+    corpus: str | None,
+    run_dir: str | None,
+    reference: str | None,
+    n_samples: int,
+    ngrams: int,
+    seq_len: int,
+    seed: int,
+    data_dir: str,
+    as_json: bool,
+    real: bool,
+    progress: bool,
+) -> None:
+    """Score SAMPLES (one per line, '-' for stdin): JS-1..n, LM scores, BLEU, Self-BLEU and
+    diversity, each beside the same metric of N real held-out lines (the floor)."""
+    import json
+
+    from textgan.metrics.report import Scorer, encode_samples, format_table, read_lines
+
+    if sum(x is not None for x in (corpus, run_dir, reference)) != 1:
+        raise UserError("say what to score against: one of --corpus, --run or --reference")
+    if real == (samples is not None):
+        raise UserError("give a SAMPLES file (or '-' for stdin), or --real for the floor alone")
+    if not 1 <= ngrams <= 6:
+        raise UserError(f"--ngrams must be between 1 and 6 (got {ngrams})")
+    if n_samples < 1:
+        raise UserError(f"-n must be positive (got {n_samples})")
+    lines = None if real else read_lines(samples, "samples file")
+    if reference is not None:
+        n = n_samples if lines is None else min(n_samples, len(lines))
+        ref_lines = read_lines(reference, "reference file")
+        scorer = Scorer.from_lines(ref_lines, f"reference {reference}", seq_len, n, ngrams, seed)
+    else:
+        prepared = _scored_corpus(corpus, run_dir, data_dir, progress)
+        scorer = Scorer.from_prepared(prepared, ngrams, progress)
+    encoded = None
+    if lines is not None:
+        encoded = encode_samples(lines[:n_samples], scorer.vocab, scorer.seq_len)
+    report = scorer.report(encoded, n_samples, ngrams, seed)
+    click.echo(json.dumps(report) if as_json else format_table(report, real_only=real))
+
+
+def _scored_corpus(corpus: str | None, run_dir: str | None, data_dir: str, progress: bool):
+    """The prepared corpus of --corpus, or of a run's config.json (checked against its vocab)."""
+    import json
+    from pathlib import Path
+
+    from textgan.corpus import CorpusConfig, prepare
+    from textgan.vocab import Vocab
+
+    if corpus is not None:
+        return prepare(CorpusConfig(corpus=corpus, data_dir=data_dir), progress=progress)
+    run = Path(run_dir)
+    if not (run / "config.json").is_file() or not (run / "vocab.json").is_file():
+        raise UserError(f"{run} is not a run directory (no config.json and vocab.json there)")
+    try:
+        section = json.loads((run / "config.json").read_text(encoding="utf-8"))["corpus"]
+        prepared = prepare(CorpusConfig(**section), progress=progress)
+        same_vocab = Vocab.load(run / "vocab.json") == prepared.vocab
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{run}/config.json or vocab.json is unreadable: {err}") from None
+    if not same_vocab:
+        raise UserError(
+            f"the corpus in {run}/config.json now has another vocabulary than the run's "
+            "vocab.json; prepare the corpus the run was trained on"
+        )
+    return prepared

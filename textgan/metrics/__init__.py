@@ -3,7 +3,7 @@ model scores, BLEU and Self-BLEU, diversity. Nothing here imports torch or the m
 
 from textgan.metrics.js import js_divergence
 from textgan.metrics.ngrams import NgramCounts, count_all, window_keys
-from textgan.metrics.reference import JSEvaluator, ReferenceNgrams, real_subset
+from textgan.metrics.reference import JSEvaluator, ReferenceNgrams, real_subset, subset_rows
 
 __all__ = [
     "JSEvaluator",
@@ -12,5 +12,6 @@ __all__ = [
     "count_all",
     "js_divergence",
     "real_subset",
+    "subset_rows",
     "window_keys",
 ]

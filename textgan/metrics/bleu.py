@@ -74,14 +74,25 @@ def bleu(
     """Mean sentence BLEU-``max_n`` of the ``hyps`` rows against all ``refs`` rows (module
     docstring). ``own[i]`` is the row of ``refs`` that *is* hypothesis i, left out of its
     references (Self-BLEU: ``bleu(x, x, n, base, own=np.arange(len(x)))``)."""
+    return bleu_orders(hyps, refs, (max_n,), base, own)[max_n]
+
+
+def bleu_orders(
+    hyps: np.ndarray,
+    refs: np.ndarray,
+    orders: tuple[int, ...],
+    base: int,
+    own: np.ndarray | None = None,
+) -> dict[int, float]:
+    """``{n: BLEU-n}`` for each n in ``orders``, sharing the clipped counts between them."""
     hyps, refs = np.atleast_2d(hyps), np.atleast_2d(refs)
     if own is not None and not np.array_equal(refs[own], hyps):
         raise ValueError("own[i] must index the reference row equal to hypothesis i")
     if len(hyps) == 0 or len(refs) - (own is not None) < 1:
         raise ValueError("BLEU needs at least one hypothesis and one other reference")
     hyp_lens, ref_lens = line_lengths(hyps), line_lengths(refs)
-    log_p = np.zeros(len(hyps))
-    for n in range(1, max_n + 1):
+    log_p = np.zeros((max(orders), len(hyps)))
+    for n in range(1, max(orders) + 1):
         hk, hr, hc = _row_counts(hyps, hyp_lens, n, base)
         uk, best, second = _top_two(*_row_counts(refs, ref_lens, n, base)[::2])
         pos = np.minimum(np.searchsorted(uk, hk), max(len(uk) - 1, 0))
@@ -95,8 +106,11 @@ def bleu(
         if n == 1:
             no_unigram_match = numerator == 0
         p = np.where(numerator == 0, EPSILON, numerator) / np.maximum(1, hyp_lens - n + 1)
-        log_p += np.log(p) / max_n
+        log_p[n - 1] = np.log(p)
     closest = _closest_ref_len(hyp_lens, ref_lens, own is not None)
     bp = np.exp(np.minimum(0.0, 1 - closest / np.maximum(hyp_lens, 1)))
     bp = np.where(hyp_lens > closest, 1.0, bp) * (hyp_lens > 0)
-    return float(np.mean(np.where(no_unigram_match, 0.0, bp * np.exp(log_p))))
+    return {
+        n: float(np.mean(np.where(no_unigram_match, 0.0, bp * np.exp(log_p[:n].mean(axis=0)))))
+        for n in orders
+    }

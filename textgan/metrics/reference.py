@@ -122,17 +122,21 @@ class ReferenceNgrams:
         }
 
 
-def real_subset(heldout: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` rows of ``heldout`` drawn without replacement by ``seed`` (always the same rows)."""
+def subset_rows(m: int, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``n`` of ``m`` rows drawn without replacement by ``seed``."""
     if n < 1:
         raise UserError(f"the number of samples must be positive, got {n}")
-    if n > len(heldout):
+    if n > m:
         raise UserError(
-            f"N = {n} is larger than the held-out split ({len(heldout)} lines); "
-            f"use -n {len(heldout)} or less, or prepare the corpus with a larger --holdout"
+            f"N = {n} is larger than the held-out split ({m} lines); "
+            f"use -n {m} or less, or prepare the corpus with a larger --holdout"
         )
-    rows = np.sort(np.random.default_rng(seed).choice(len(heldout), n, replace=False))
-    return np.asarray(heldout[rows])
+    return np.sort(np.random.default_rng(seed).choice(m, n, replace=False))
+
+
+def real_subset(heldout: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` rows of ``heldout`` drawn without replacement by ``seed`` (always the same rows)."""
+    return np.asarray(heldout[subset_rows(len(heldout), n, seed)])
 
 
 class JSEvaluator:
