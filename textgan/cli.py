@@ -149,3 +149,57 @@ def _scored_corpus(corpus: str | None, run_dir: str | None, data_dir: str, progr
             "vocab.json; prepare the corpus the run was trained on"
         )
     return prepared
+
+
+@main.command()
+@click.option(
+    "--corpus",
+    default="pydocs",
+    show_default=True,
+    help="billion_words | pydocs | a text file or folder | hf:ID[:CONFIG].",
+)
+@click.option("--seq-len", default=32, show_default=True, help="Symbols kept per line.")
+@click.option(
+    "--tokens",
+    type=click.Choice(["chars", "bytes"]),
+    default="chars",
+    show_default=True,
+    help="Unicode characters or UTF-8 bytes.",
+)
+@click.option(
+    "--max-vocab", default=256, show_default=True, help="Largest vocabulary, PAD and UNK included."
+)
+@click.option(
+    "--max-lines", default=10_000_000, show_default=True, help="Read at most this many lines."
+)
+@click.option(
+    "--holdout",
+    type=int,
+    default=None,
+    help="Held-out lines [min(10,000, 10 %); billion_words: its held-out file].",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle.")
+@click.option("--text-column", default="text", show_default=True, help="Column of a hub dataset.")
+@click.option(
+    "--encoding-errors",
+    type=click.Choice(["strict", "replace"]),
+    default="strict",
+    show_default=True,
+    help="Invalid UTF-8: stop with its line number, or replace it by U+FFFD.",
+)
+@click.option(
+    "--data-dir",
+    default="data",
+    show_default=True,
+    help="Folder of caches (and of a local Billion Word copy).",
+)
+@click.option("--force", is_flag=True, help="Rebuild even when a matching cache exists.")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+def prepare(force: bool, progress: bool, **options) -> None:
+    """Read a corpus, cut each line to --seq-len symbols, split, and cache the id arrays
+    under --data-dir (reused when source and settings match)."""
+    from textgan.corpus import CorpusConfig, summary
+    from textgan.corpus import prepare as prepare_corpus
+
+    prepared = prepare_corpus(CorpusConfig(**options), force=force, progress=progress)
+    click.echo(summary(prepared))

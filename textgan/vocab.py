@@ -54,14 +54,25 @@ class Vocab:
     def from_counts(cls, counts: np.ndarray, kind: str = "chars", max_size: int = 256) -> Vocab:
         """Vocabulary of the ``max_size - RESERVED`` most frequent symbols; ``counts[s]`` is the
         count of symbol ``s`` (symbol 0, padding, is ignored)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        present = np.flatnonzero(counts)
+        return cls.from_symbol_counts(present, counts[present], kind, max_size)
+
+    @classmethod
+    def from_symbol_counts(
+        cls, symbols: np.ndarray, counts: np.ndarray, kind: str = "chars", max_size: int = 256
+    ) -> Vocab:
+        """``from_counts`` for sparse counts: ``counts[i]`` is the count of ``symbols[i]``
+        (distinct symbols; 0 and zero counts are ignored)."""
         if max_size < RESERVED + 1:
             raise ValueError(f"max_size must be at least {RESERVED + 1}")
-        counts = np.asarray(counts, dtype=np.int64).copy()
-        counts[0] = 0
-        present = np.flatnonzero(counts)
-        # Stable sort on -count keeps ascending symbol order among equal counts.
-        order = present[np.argsort(-counts[present], kind="stable")]
-        return cls(tuple(int(s) for s in order[: max_size - RESERVED]), kind)
+        symbols = np.asarray(symbols, dtype=np.int64)
+        counts = np.asarray(counts, dtype=np.int64)
+        keep = (symbols != 0) & (counts > 0)
+        symbols, counts = symbols[keep], counts[keep]
+        # Most frequent first, ties by ascending symbol value.
+        order = np.lexsort((symbols, -counts))
+        return cls(tuple(int(s) for s in symbols[order][: max_size - RESERVED]), kind)
 
     # -- symbols -----------------------------------------------------------------------------
 
