@@ -739,7 +739,7 @@ def _build(cfg: CorpusConfig, source: _Source, key: str, out: Path, progress: bo
     held_rows, held_tally = None, None
     if source.heldout is not None:
         held_limit = cfg.holdout if cfg.holdout is not None else source.heldout_limit
-        held_limit = min(held_limit or cfg.max_lines, cfg.max_lines)
+        held_limit = held_limit if held_limit is not None else 1 << 40  # all of it
         held_rows = _Rows(symbols, cfg.seq_len, min(held_limit, 1 << 16))
         held_tally = _collect(source.heldout(cfg.encoding_errors), held_rows, held_limit)
     rng = np.random.default_rng(cfg.seed)
