@@ -124,7 +124,7 @@ def test_empty_lines_crlf_and_max_lines(tmp_path):
         ["alpha", "beta", "gamma", "delta", "epsilon"]
     )
     cut = _prep(tmp_path, source, max_lines=3, holdout=0)
-    assert cut.meta["lines"]["kept"] == 3 and cut.meta["lines"]["stopped_at_max_lines"]
+    assert cut.meta["lines"]["kept"] == 3 and cut.meta["lines"]["reached_max_lines"]
     assert sorted(_texts(cut) + _texts(cut, "heldout")) == ["alpha", "beta", "gamma"]
     assert cut.meta["lines"]["read"] == 6  # the empty lines before "gamma" included
 
@@ -244,7 +244,7 @@ def test_billion_words_local_layout(tmp_path, gbw_files):
     lines = prepared.meta["lines"]
     assert prepared.key.startswith("billion_words-")
     assert (lines["kept"], lines["heldout_source"]) == (8_000, "heldout file")
-    assert lines["stopped_at_max_lines"]
+    assert lines["reached_max_lines"]
     # training files in order, up to --max-lines; all of the benchmark's held-out file, in order
     assert Counter(_texts(prepared)) == Counter(line[:32] for line in train_lines[:8_000])
     assert _texts(prepared, "heldout") == _seen_as(prepared.vocab, held_lines)
@@ -275,6 +275,29 @@ def test_billion_words_without_copy_or_network_fails_at_once(tmp_path, monkeypat
     assert "no local copy" in message and str(tmp_path / "data" / BW_ROOT) in message
     assert "offline mode" in message and corpus.BW_URL in message
     assert not (tmp_path / "data").exists()
+
+
+def test_billion_words_with_the_hub_unreachable_fails_at_once(tmp_path, monkeypatch):
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TEXTGAN_DATA", corpus.LM1B_BASE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    with pytest.raises(UserError, match=r"hub is not reachable \(cannot connect to 127.0.0.1:9"):
+        _prep(tmp_path, "billion_words")
+    assert not (tmp_path / "data").exists()
+
+
+def test_leftovers_of_killed_runs_are_removed(tmp_path, gbw_files, monkeypatch):
+    source = tmp_path / "news.txt"
+    shutil.copy(gbw_files[0], source)
+    monkeypatch.chdir(tmp_path)
+    key = corpus.corpus_key(CorpusConfig(corpus="news.txt"))
+    assert key == corpus.corpus_key(CorpusConfig(corpus=str(source)))  # same file, same key
+    dead = tmp_path / "data" / f".tmp-{key}-999999999"
+    dead.mkdir(parents=True)
+    (dead / "train.npy").write_bytes(b"half")
+    prepared = _prep(tmp_path, "news.txt")
+    assert prepared.key == key
+    assert [p.name for p in (tmp_path / "data").iterdir()] == [key]
 
 
 def _write_parquet_layout(base, gbw_lines):

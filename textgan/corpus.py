@@ -11,10 +11,10 @@ Sources (``CorpusConfig.corpus``):
 - ``pydocs``: the prose of the documentation bundled with Python (``pydoc_data.topics``),
   one sentence per line; no download.
 
-Memory stays near the size of the output: text is read in blocks of about a megabyte, each
-block is turned into symbol codes with NumPy at once, and rows are kept as one byte per symbol
-(provisional ids in order of first appearance; the rare symbols beyond 254 are kept aside). The
-final vocabulary, which needs the counts of the training split, is applied at the end.
+Memory stays near the size of the output: text is read in small blocks, each block is turned
+into symbol codes with NumPy at once, and rows are kept as one byte per symbol (provisional ids
+given as symbols appear; the rare symbols beyond 254 are kept aside). The final vocabulary,
+which needs the counts of the training split, is applied at the end, in place.
 
 The cache ``<data_dir>/<key>/`` holds ``vocab.json``, ``train.npy``, ``heldout.npy`` and
 ``meta.json``. It is written in a temporary folder renamed into place, so a folder under its
@@ -100,10 +100,11 @@ class CorpusConfig:
             raise UserError("--corpus is empty; name billion_words, pydocs, hf:ID or a path")
 
     def settings(self) -> dict:
-        """The settings that shape the arrays (``data_dir`` only says where they live)."""
+        """The settings that shape the arrays, apart from the source itself (``data_dir`` only
+        says where they live; the text column matters only to ``hf:`` datasets)."""
         out = asdict(self)
-        del out["data_dir"]
-        if not self.corpus.startswith("hf:") and self.corpus != "billion_words":
+        del out["corpus"], out["data_dir"]
+        if not self.corpus.startswith("hf:"):
             del out["text_column"]
         return out
 
@@ -278,7 +279,7 @@ def _hf(cfg: CorpusConfig) -> _Source:
     kwargs = {"path": dataset, **({"name": config} if config else {})}
 
     def check() -> None:
-        if not _offline_mode():
+        if not _offline_mode() and not Path(dataset).exists():  # a local folder needs no hub
             problem = _hub_problem()
             if problem:
                 raise UserError(
@@ -465,7 +466,7 @@ def _hub_blocks(kwargs: dict, split: str, column: str, label: str) -> Blocks:
 
 
 class _Symbols:
-    """Provisional one-byte ids 1..254 for symbols in order of appearance (0 = padding)."""
+    """Provisional one-byte ids 1..254 given to symbols as they appear (0 = padding)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -473,11 +474,12 @@ class _Symbols:
         self.slot[0] = PAD
         self.symbols = [0]  # provisional id -> symbol
 
-    def add(self, codes: np.ndarray) -> None:
-        """Give free slots to unseen symbols of ``codes``, most frequent first."""
+    def add(self, codes: np.ndarray) -> bool:
+        """Give free slots to unseen symbols of ``codes``, most frequent first; whether any
+        symbol got one."""
         free = _ESC - len(self.symbols)
         if free <= 0:
-            return
+            return False
         values, counts = np.unique(codes, return_counts=True)
         new = self.slot[values] == _ESC
         values, counts = values[new], counts[new]
@@ -485,6 +487,7 @@ class _Symbols:
         for s in values[order].tolist():
             self.slot[s] = len(self.symbols)
             self.symbols.append(s)
+        return len(order) > 0
 
 
 class _Rows:
@@ -505,9 +508,9 @@ class _Rows:
         prov = self.sym.slot[codes]
         rare = prov == _ESC
         if rare.any():
-            self.sym.add(codes[rare])
-            prov = self.sym.slot[codes]
-            rare = prov == _ESC
+            if self.sym.add(codes[rare]):
+                prov = self.sym.slot[codes]
+                rare = prov == _ESC
             if rare.any():
                 r, c = np.nonzero(rare)
                 self.aside.append((r + self.n, c.astype(np.int32), codes[r, c]))
@@ -542,7 +545,7 @@ class _Rows:
 class _Tally:
     read: int = 0  # lines seen, empty ones included
     empty: int = 0
-    stopped_at_max_lines: bool = False
+    reached_max_lines: bool = False
 
 
 def _collect(
@@ -556,8 +559,7 @@ def _collect(
         room = limit - rows.n
         lines = [p for p in parts if p]
         if len(lines) >= room:
-            if len(lines) > room or _more(blocks):
-                tally.stopped_at_max_lines = True
+            tally.reached_max_lines = True
             parts = parts[: _index_of_nth_nonempty(parts, room) + 1]
             lines = lines[:room]
         tally.read += len(parts)
@@ -569,11 +571,6 @@ def _collect(
         if rows.n >= limit:
             break
     return tally
-
-
-def _more(blocks: Blocks) -> bool:
-    """Whether a generator has another non-empty line (peeks; only used when stopping)."""
-    return any(text.strip("\n") for text, _ in blocks)
 
 
 def _index_of_nth_nonempty(parts: list[str], n: int) -> int:
@@ -659,7 +656,7 @@ def _reusable(target: Path, source: _Source) -> PreparedCorpus | None:
 
 def _remove_stale_staging(data_dir: Path, key: str) -> None:
     """Drop temporary folders left by killed runs (their process no longer exists)."""
-    for old in data_dir.glob(f".tmp-{key}-*"):
+    for old in [*data_dir.glob(f".tmp-{key}-*"), *data_dir.glob(f".old-{key}-*")]:
         pid = old.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
@@ -721,13 +718,22 @@ def _capacity(source: _Source, cfg: CorpusConfig) -> int:
     return min(rows, (4 << 30) // cfg.seq_len)
 
 
-def _build(cfg: CorpusConfig, source: _Source, key: str, out: Path, progress: bool) -> None:
-    started = time.time()
-    _replaced[0] = 0
+@dataclass
+class _Read:
+    """What reading a source gave: training rows and, for some sources, held-out rows."""
+
+    symbols: _Symbols
+    rows: _Rows
+    tally: _Tally
+    held_rows: _Rows | None = None
+    held_tally: _Tally | None = None
+
+
+def _read(cfg: CorpusConfig, source: _Source, progress: bool) -> _Read:
     symbols = _Symbols(cfg.tokens)
     rows = _Rows(symbols, cfg.seq_len, _capacity(source, cfg))
+    by_lines = source.progress_unit == "lines"
     with _progress(source, progress) as bar:
-        by_lines = source.progress_unit == "lines"
         tally = _collect(
             source.train(cfg.encoding_errors),
             rows,
@@ -736,33 +742,51 @@ def _build(cfg: CorpusConfig, source: _Source, key: str, out: Path, progress: bo
         )
     if rows.n == 0:
         raise UserError(f"{source.describe} holds only empty lines; nothing to train on")
-    held_rows, held_tally = None, None
+    read = _Read(symbols, rows, tally)
     if source.heldout is not None:
-        held_limit = cfg.holdout if cfg.holdout is not None else source.heldout_limit
-        held_limit = held_limit if held_limit is not None else 1 << 40  # all of it
-        held_rows = _Rows(symbols, cfg.seq_len, min(held_limit, 1 << 16))
-        held_tally = _collect(source.heldout(cfg.encoding_errors), held_rows, held_limit)
+        limit = cfg.holdout if cfg.holdout is not None else source.heldout_limit
+        limit = limit if limit is not None else 1 << 40  # all of it
+        read.held_rows = _Rows(symbols, cfg.seq_len, min(limit, 1 << 16))
+        read.held_tally = _collect(source.heldout(cfg.encoding_errors), read.held_rows, limit)
+    return read
+
+
+def _build(cfg: CorpusConfig, source: _Source, key: str, out: Path, progress: bool) -> None:
+    """Read, split, encode and write the cache files into the folder ``out``."""
+    started = time.time()
+    _replaced[0] = 0
+    read = _read(cfg, source, progress)
     rng = np.random.default_rng(cfg.seed)
-    held_idx = _heldout_rows(cfg, rows.n, rng) if held_rows is None else None
-    vocab, stats = _vocabulary(cfg, symbols, rows, held_idx)
-    data = _final_ids(vocab, symbols, rows)
-    if held_rows is None:
-        held_data, train = data[held_idx], _drop_rows(data, held_idx)
+    held_idx = _heldout_rows(cfg, read.rows.n, rng) if read.held_rows is None else None
+    vocab, stats = _vocabulary(cfg, read.symbols, read.rows, held_idx)
+    data = _final_ids(vocab, read.symbols, read.rows)
+    if read.held_rows is None:
+        heldout, train = data[held_idx], _drop_rows(data, held_idx)
     else:
-        held_data, train = _final_ids(vocab, symbols, held_rows), data
+        heldout, train = _final_ids(vocab, read.symbols, read.held_rows), data
     # Rows as single opaque items: a 1-D shuffle moves whole rows, far faster than on 2-D.
     rng.shuffle(train.view(f"V{train.shape[1] * train.itemsize}").reshape(-1))
-    digest = hashlib.blake2b(json.dumps(vocab.to_json()).encode(), digest_size=16)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([vocab.to_json(), train.shape, heldout.shape]).encode())
     _write_npy(out / "train.npy", train, digest)
-    _write_npy(out / "heldout.npy", held_data, digest)
-    signature = _file_signature(source.files)
+    _write_npy(out / "heldout.npy", heldout, digest)
     vocab.save(out / "vocab.json")
-    meta = {
+    meta = _meta(cfg, source, read, train, heldout)
+    meta.update(key=key, fingerprint=digest.hexdigest(), seconds=round(time.time() - started, 2))
+    meta["vocab"] = {"size": len(vocab), **stats}
+    tmp = out / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(out / "meta.json")
+
+
+def _meta(
+    cfg: CorpusConfig, source: _Source, read: _Read, train: np.ndarray, heldout: np.ndarray
+) -> dict:
+    signature = _file_signature(source.files)
+    rows = read.rows
+    return {
         "format": CACHE_FORMAT,
-        "key": key,
-        "fingerprint": digest.hexdigest(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seconds": round(time.time() - started, 2),
         "source": {
             "corpus": cfg.corpus,
             "describe": source.describe,
@@ -774,28 +798,24 @@ def _build(cfg: CorpusConfig, source: _Source, key: str, out: Path, progress: bo
         "seq_len": cfg.seq_len,
         "tokens": cfg.tokens,
         "lines": {
-            "read": tally.read,
-            "empty_skipped": tally.empty,
+            "read": read.tally.read,
+            "empty_skipped": read.tally.empty,
             "kept": rows.n,
             "truncated": rows.truncated,
             "mean_length": round(rows.symbols_total / rows.n, 2),
-            "stopped_at_max_lines": tally.stopped_at_max_lines,
+            "reached_max_lines": read.tally.reached_max_lines,
             "train": len(train),
-            "heldout": len(held_data),
-            "heldout_source": "heldout file" if held_rows is not None else "split",
-            "heldout_read": held_tally.read if held_tally else None,
+            "heldout": len(heldout),
+            "heldout_source": "split" if read.held_rows is None else "heldout file",
+            "heldout_read": read.held_tally.read if read.held_tally else None,
             "invalid_utf8_replaced": _replaced[0],
         },
         "arrays": {
             "train": list(train.shape),
-            "heldout": list(held_data.shape),
-            "dtype": str(vocab.dtype),
+            "heldout": list(heldout.shape),
+            "dtype": str(train.dtype),
         },
-        "vocab": {"size": len(vocab), **stats},
     }
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(out / "meta.json")
 
 
 def _heldout_rows(cfg: CorpusConfig, n: int, rng: np.random.Generator) -> np.ndarray:
