@@ -51,19 +51,40 @@ def gbw_ids(gbw_lines):
 def test_chunked_count_all_equals_direct_counts_on_real_text(gbw_ids):
     ids, base = gbw_ids
     ticks = []
-    got = count_all(ids, 5, base, chunk_rows=5000, progress=ticks.append)
-    assert len(ticks) == 5 * 3
+    got = count_all(ids, 5, base, chunk_rows=5000, progress=lambda k, total: ticks.append(total))
+    assert ticks == [5 * 3] * 15
     for n, c in enumerate(got, start=1):
         want = NgramCounts.from_ids(ids, n, base)
         assert c.n == n and np.array_equal(c.keys, want.keys)
         assert np.array_equal(c.counts, want.counts)
 
 
+@pytest.mark.parametrize("max_n", [1, 2, 3, 4])
+def test_one_pass_count_up_to_4_equals_direct_counts(gbw_ids, max_n):
+    ids, base = gbw_ids
+    ticks = []
+    got = count_all(ids, max_n, base, chunk_rows=4000, progress=lambda k, t: ticks.append(t))
+    assert len(got) == max_n and ticks == [4] * 4
+    for n, c in enumerate(got, start=1):
+        want = NgramCounts.from_ids(ids, n, base)
+        assert c.n == n and np.array_equal(c.keys, want.keys)
+        assert np.array_equal(c.counts, want.counts)
+
+
+def test_short_rows_and_small_vocabularies_take_the_general_path():
+    rng = np.random.default_rng(1)
+    for shape, base in (((50, 3), 4), ((40, 7), 300)):
+        ids = rng.integers(0, base, size=shape)
+        for c in count_all(ids, 4, base, chunk_rows=16):
+            want = NgramCounts.from_ids(ids, c.n, base)
+            assert np.array_equal(c.keys, want.keys) and np.array_equal(c.counts, want.counts)
+
+
 def test_sort_fallback_when_index_range_is_too_large(gbw_ids, monkeypatch):
     ids, base = gbw_ids
     ids = ids[:3000]
     monkeypatch.setattr(ngrams, "DENSE_LIMIT", base * 3)  # dense for n = 1 only
-    got = count_all(ids, 4, base, chunk_rows=700)
+    got = count_all(ids, 5, base, chunk_rows=700)
     for c in got:
         want = NgramCounts.from_ids(ids, c.n, base)
         assert np.array_equal(c.keys, want.keys) and np.array_equal(c.counts, want.counts)

@@ -6,10 +6,11 @@ sorted key array with counts and counting is sorting or ``np.bincount``. Padding
 ids here: every window of every row is counted, padding included, as in the reference
 evaluation of Gulrajani et al. (2017).
 
-Large arrays (a 10-million-line training split) are counted order by order in chunks of rows.
-Each distinct (n-1)-gram gets a compact code (its rank), and an n-gram is then indexed by
-``code(prefix) * V + last id``: a range small enough for ``np.bincount`` in the usual case, with
-a sort-based fallback when it is not.
+Large arrays (a 10-million-line training split) are counted in chunks of rows. Up to n = 4
+over at most 256 ids, one pass sorts each chunk's 4-grams packed into uint32 and derives the
+shorter n-grams from them. Otherwise each order takes a pass: every distinct (n-1)-gram gets a
+compact code (its rank) and an n-gram is indexed by ``code(prefix) * V + last id``, a range small
+enough for ``np.bincount`` in the usual case, with a sort-based fallback when it is not.
 """
 
 from __future__ import annotations
@@ -130,14 +131,14 @@ def _dense_index(chunk: np.ndarray, levels: list[_Level], n: int, base: int) -> 
 
 
 def _count_level(
-    ids: np.ndarray, levels: list[_Level], n: int, base: int, chunk_rows: int, tick: Callable
+    ids: np.ndarray, levels: list[_Level], n: int, base: int, chunks: list, tick: Callable
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct dense indices of the n-grams of ``ids`` and their counts."""
     size = base * (len(levels[-1].present) if levels else 1)
     dense = size <= DENSE_LIMIT
     acc = np.zeros(size, dtype=np.int64) if dense else []
-    for start in range(0, len(ids), chunk_rows):
-        index = _dense_index(np.asarray(ids[start : start + chunk_rows]), levels, n, base)
+    for start, stop in chunks:
+        index = _dense_index(np.asarray(ids[start:stop]), levels, n, base)
         if dense:
             acc += np.bincount(index.ravel(), minlength=size)
         else:
@@ -146,11 +147,7 @@ def _count_level(
     if dense:
         present = np.flatnonzero(acc)
         return present, acc[present]
-    keys = np.concatenate([k for k, _ in acc])
-    counts = np.concatenate([c for _, c in acc])
-    order = np.argsort(keys, kind="stable")
-    present, first = np.unique(keys[order], return_index=True)
-    return present, np.add.reduceat(counts[order], first) if len(first) else counts[:0]
+    return _merge(acc)
 
 
 def count_all(
@@ -158,18 +155,76 @@ def count_all(
     max_n: int,
     base: int,
     chunk_rows: int = CHUNK_ROWS,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[NgramCounts]:
     """Counts of the n-grams of ``ids`` for n = 1..max_n, same result as ``from_ids`` but in
     bounded memory for arrays of millions of rows (memory-mapped ones included).
 
-    ``progress(k)`` is called after each of the ``max_n * ceil(N / chunk_rows)`` chunk passes.
+    ``progress(advance, total)`` is called after each pass over a chunk of rows.
     """
     check_order(max_n, base)
     ids = np.asarray(ids)
     if ids.ndim != 2:
         raise ValueError(f"expected an (N, L) id array, got shape {ids.shape}")
-    tick = (lambda: progress(1)) if progress else (lambda: None)
+    chunks = [(s, s + chunk_rows) for s in range(0, len(ids), chunk_rows)]
+    if max_n <= 4 and base <= 256 and ids.shape[1] >= 4 and len(ids):
+        return _count_upto4(ids, max_n, base, chunks, progress)
+    return _count_chained(ids, max_n, base, chunks, progress)
+
+
+def _count_upto4(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
+    """n = 1..max_n ≤ 4 in one pass, for vocabularies of at most 256 ids.
+
+    A window of four ids is one uint32, ``(a·V + b) · 2¹⁶ + (c·V + d)``, and a chunk's 4-grams
+    are counted by sorting these. Every shorter n-gram is the head of the (n+1)-gram at its
+    position, except the last n-gram of each row, so the trigram, bigram and unigram counts
+    follow from the 4-gram counts and the ends of the rows.
+    """
+    fours, ends = [], {3: [], 2: [], 1: []}
+    for start, stop in chunks:
+        chunk = np.asarray(ids[start:stop])
+        pairs = _pair_keys(chunk, base)
+        keys = (pairs[:, :-2].astype(np.uint32) << np.uint32(16)) | pairs[:, 2:]
+        fours.append(unique_counts(keys))
+        ends[3].append(pairs[:, -2].astype(np.uint32) * np.uint32(base) + chunk[:, -1])
+        ends[2].append(pairs[:, -1])
+        ends[1].append(chunk[:, -1])
+        if progress:
+            progress(1, len(chunks))
+    keys, counts = _merge(fours)
+    b = np.uint64(base)
+    keys = (keys >> np.uint32(16)).astype(np.uint64) * b * b + (keys & np.uint32(0xFFFF))
+    result = [NgramCounts(4, base, keys, counts)]
+    for n in (3, 2, 1):
+        last = unique_counts(np.concatenate(ends[n]).astype(np.uint64))
+        keys, counts = _merge([(keys // b, counts), last])
+        result.insert(0, NgramCounts(n, base, keys, counts))
+    return result[:max_n]
+
+
+def _merge(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys of several (keys, counts) parts, counts added."""
+    keys = np.concatenate([k for k, _ in parts])
+    counts = np.concatenate([c for _, c in parts])
+    if len(parts) > 1:
+        order = np.argsort(keys, kind="stable")
+        keys, counts = keys[order], counts[order]
+    if len(keys) == 0:
+        return keys, counts
+    first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[first], np.add.reduceat(counts, first)
+
+
+def _pair_keys(chunk: np.ndarray, base: int) -> np.ndarray:
+    """uint16 key ``a * base + b`` of every window of two ids."""
+    return chunk[:, :-1].astype(np.uint16) * np.uint16(base) + chunk[:, 1:]
+
+
+def _count_chained(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
+    """Any order, one pass per order: each n-gram is ``code(prefix) * base + last`` where the
+    prefix code comes from the tables of the orders below."""
+    total = len(chunks) * min(max_n, ids.shape[1])
+    tick = (lambda: progress(1, total)) if progress else (lambda: None)
     levels: list[_Level] = []
     result: list[NgramCounts] = []
     keys = np.zeros(0, dtype=np.uint64)
@@ -177,7 +232,7 @@ def count_all(
         if n > ids.shape[1]:
             result.append(NgramCounts(n, base, np.zeros(0, np.uint64), np.zeros(0, np.int64)))
             continue
-        present, counts = _count_level(ids, levels, n, base, chunk_rows, tick)
+        present, counts = _count_level(ids, levels, n, base, chunks, tick)
         last = (present % base).astype(np.uint64)
         keys = last if n == 1 else keys[present // base] * np.uint64(base) + last
         result.append(NgramCounts(n, base, keys, counts))

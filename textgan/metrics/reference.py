@@ -12,7 +12,6 @@ sequences (a fixed random subset drawn from ``seed``) against the same reference
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 from textgan.errors import UserError
 from textgan.metrics.js import js_divergence
-from textgan.metrics.ngrams import CHUNK_ROWS, NgramCounts, check_order, count_all
+from textgan.metrics.ngrams import NgramCounts, check_order, count_all
 
 CACHE_NAME = "ngrams.npz"
 FORMAT_VERSION = 1
@@ -48,9 +47,13 @@ class ReferenceNgrams:
         cls, ids: np.ndarray, max_n: int, base: int, fingerprint: str = "", progress: bool = False
     ) -> ReferenceNgrams:
         """Count the n-grams of ``ids`` (chunked: fine for memory-mapped millions of rows)."""
-        passes = max_n * max(1, math.ceil(len(ids) / CHUNK_ROWS))
-        with tqdm(total=passes, desc="n-gram reference", unit="pass", disable=not progress) as bar:
-            counts = count_all(ids, max_n, base, progress=bar.update)
+        with tqdm(desc="n-gram reference", unit="pass", disable=not progress) as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done)
+
+            counts = count_all(ids, max_n, base, progress=advance)
         return cls(counts, fingerprint)
 
     def save(self, path: str | Path) -> None:
