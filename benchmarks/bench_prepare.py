@@ -1,8 +1,9 @@
 """Time and peak memory of `textgan prepare` against the reference's loader.
 
 The input repeats the two shared One Billion Word shards into a temporary file (never the
-repository). Each measurement runs in its own process: time is the work alone (after imports),
-memory is the process's peak resident set (ru_maxrss, interpreter and imports included).
+repository). Each measurement runs in its own process: time is the work alone (after imports);
+memory is the process's peak resident set (ru_maxrss), shown whole and above the floor that both
+processes share (Python and NumPy loaded) — the memory the method and its own modules take.
 
 The baseline is the algorithm of the reference's ``load_dataset`` (gan_language.py,
 Gulrajani et al. 2017): every line a Python tuple of characters padded with backticks, a
@@ -74,11 +75,11 @@ def child(kind: str, path: str, n_lines: int, data_dir: str) -> None:
 
     import numpy.random  # noqa: F401  both methods use it; loaded before the baseline RSS is read
 
+    # The common floor: Python and NumPy. A method's own modules count as its memory.
     before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if kind == "ours":
         from textgan.corpus import CorpusConfig, prepare
 
-        before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         cfg = CorpusConfig(corpus=path, max_lines=n_lines, data_dir=data_dir)
         start = time.perf_counter()
         prepared = prepare(cfg, force=True, progress=False)
@@ -135,8 +136,8 @@ def main() -> None:
         size_gb = big.stat().st_size / 1e9
 
     print(f"\ninput: the shared GBW shards repeated ({size_gb:.2f} GB for {args.lines:,} lines)")
-    print("peak RSS: the whole process; work: peak RSS less the RSS after imports (Python,")
-    print("NumPy and the method's modules), i.e. the memory the method itself takes.\n")
+    print("peak RSS: the whole process; work: peak RSS less the RSS of Python and NumPy")
+    print("loaded (the same floor for both), i.e. the memory the method and its modules take.\n")
     print(f"{'method':<24}{'lines':>12}{'seconds':>10}{'peak RSS MB':>13}{'work MB':>10}")
     for name, n, r in rows:
         print(f"{name:<24}{n:>12,}{r['seconds']:>10.2f}{r['peak_mb']:>13.0f}{r['work_mb']:>10.0f}")

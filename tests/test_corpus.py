@@ -116,7 +116,7 @@ def test_cache_is_reused_and_force_rebuilds(tmp_path, gbw_files):
 
 def test_empty_lines_crlf_and_max_lines(tmp_path):
     source = tmp_path / "small.txt"
-    source.write_bytes(b"alpha\r\n\r\nbeta\n\n\ngamma\ndelta\nepsilon")
+    source.write_bytes(b"\xef\xbb\xbfalpha\r\n\r\nbeta\n\n\ngamma\ndelta\nepsilon")  # BOM, CRLF
     full = _prep(tmp_path, source, holdout=0)
     counts = full.meta["lines"]
     assert (counts["read"], counts["kept"], counts["empty_skipped"]) == (8, 5, 3)

@@ -356,6 +356,10 @@ def _read_file(path: Path, errors: str) -> Blocks:
     offset = 0  # of the current block in the file
     carry = b""
     with open(path, "rb") as handle:
+        if handle.read(3) == codecs.BOM_UTF8:  # as editors on Windows write UTF-8
+            offset = 3
+        else:
+            handle.seek(0)
         while True:
             chunk = handle.read(BLOCK_BYTES)
             if not chunk:
