@@ -453,10 +453,11 @@ def _hub_blocks(kwargs: dict, split: str, column: str, label: str) -> Blocks:
         raise UserError(
             f"cannot open {label} (split {split}): {type(err).__name__}: {detail}"
         ) from None
-    if data.features is not None and column not in data.features:
-        columns = ", ".join(data.features)
-        raise UserError(f"{label} has no column {column!r} (it has: {columns}); pass --text-column")
-    for batch in data.select_columns([column]).iter(batch_size=HUB_BATCH):
+    if data.features is not None:  # unknown for some streamed formats: checked per batch then
+        _require_column(column, list(data.features), label)
+        data = data.select_columns([column])
+    for batch in data.iter(batch_size=HUB_BATCH):
+        _require_column(column, list(batch), label)
         rows = batch[column]
         if any(r is not None and not isinstance(r, str) for r in rows):
             raise UserError(f"column {column!r} of {label} does not hold text; pass --text-column")
@@ -464,6 +465,12 @@ def _hub_blocks(kwargs: dict, split: str, column: str, label: str) -> Blocks:
         if "\0" in text:
             raise UserError(f"{label} holds NUL characters in column {column!r}; it is not text")
         yield text.replace("\r\n", "\n"), len(rows)
+
+
+def _require_column(column: str, columns: list[str], label: str) -> None:
+    if column not in columns:
+        have = ", ".join(columns)
+        raise UserError(f"{label} has no column {column!r} (it has: {have}); pass --text-column")
 
 
 # -- collecting rows --------------------------------------------------------------------------
