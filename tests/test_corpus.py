@@ -1,5 +1,6 @@
 import json
 import shutil
+import socket
 from collections import Counter
 
 import numpy as np
@@ -280,8 +281,13 @@ def test_billion_words_without_copy_or_network_fails_at_once(tmp_path, monkeypat
 def test_billion_words_with_the_hub_unreachable_fails_at_once(tmp_path, monkeypatch):
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TEXTGAN_DATA", corpus.LM1B_BASE_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
-    with pytest.raises(UserError, match=r"hub is not reachable \(cannot connect to 127.0.0.1:9"):
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(
+        UserError, match=rf"hub is not reachable \(cannot connect to 127.0.0.1:{port}"
+    ):
         _prep(tmp_path, "billion_words")
     assert not (tmp_path / "data").exists()
 
