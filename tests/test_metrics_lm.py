@@ -111,7 +111,8 @@ def test_fluency_on_real_text_and_cache(gbw_lines, tmp_path, monkeypatch):
     assert 1.0 < real / math.log(2) < 3.0
     assert lm.nll(shuffled)[0] > real + 1.0
     chunked = KneserNeyLM.fit(ids[1000:], base=len(vocab))
-    monkeypatch.setattr("textgan.metrics.lm.CHUNK_ROWS", 3000)
+    monkeypatch.setattr("textgan.metrics.lm.CHUNK_ROWS", 2000)
+    monkeypatch.setattr("textgan.metrics.ngrams.MERGE_EVERY", 2)
     assert KneserNeyLM.fit(ids[1000:], base=len(vocab)).nll(ids[:50]) == chunked.nll(ids[:50])
     monkeypatch.setattr(KneserNeyLM, "fit", lambda *a, **k: pytest.fail("refit"))
     assert KneserNeyLM.for_corpus(prepared).nll(ids[:1000])[0] == real

@@ -60,8 +60,9 @@ def test_chunked_count_all_equals_direct_counts_on_real_text(gbw_ids):
 
 
 @pytest.mark.parametrize("max_n", [1, 2, 3, 4])
-def test_one_pass_count_up_to_4_equals_direct_counts(gbw_ids, max_n):
+def test_one_pass_count_up_to_4_equals_direct_counts(gbw_ids, max_n, monkeypatch):
     ids, base = gbw_ids
+    monkeypatch.setattr(ngrams, "MERGE_EVERY", 2)
     ticks = []
     got = count_all(ids, max_n, base, chunk_rows=4000, progress=lambda k, t: ticks.append(t))
     assert len(got) == max_n and ticks == [4] * 4

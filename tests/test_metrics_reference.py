@@ -109,3 +109,13 @@ def test_evaluator_refuses_n_beyond_heldout_and_wrong_length(prepared, evaluator
         evaluator(prepared.heldout[:10, :31])
     with pytest.raises(ValueError, match="vocabulary"):
         evaluator(np.full((3, 32), len(prepared.vocab)))
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning(prepared, tmp_path, monkeypatch):
+    def refuse(self, path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ReferenceNgrams, "save", refuse)
+    with pytest.warns(UserWarning, match="could not cache"):
+        ref = ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "x"), 2, False)
+    assert ref.max_n == 2 and not (tmp_path / "ngrams.npz").exists()

@@ -84,6 +84,8 @@ def test_stdin_table_and_real_table(corpus, other_lines):
     head, _, table = res.output.partition("metric")
     assert "50 samples scored against corpus" in head
     assert "value" in table and "floor (N=50)" in table and "self_bleu5" in table
+    fewer = _score("-", *_corpus_args(corpus), "--json", input="\n".join(other_lines[:80]))
+    assert json.loads(fewer.output)["n_samples"] == 80  # all of them, floor at 80 too
     real = _score("--real", *_corpus_args(corpus), "-n", "50")
     assert real.exit_code == 0, real.output
     assert "50 real held-out lines" in real.output and "value" not in real.output

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from textgan.metrics.ngrams import check_order, unique_counts, window_keys
+from textgan.metrics.ngrams import add_part, check_order, merge_counts, unique_counts, window_keys
+from textgan.metrics.reference import save_cache
 from textgan.vocab import PAD
 
 ORDER = 5
@@ -95,17 +96,13 @@ class KneserNeyLM:
         """Fit on the lines of an ``(N, L)`` id array (chunked, so millions of rows are fine)."""
         ids = np.atleast_2d(np.asarray(ids))
         base = base or int(ids.max(initial=0)) + 1
-        parts = [
-            unique_counts(_target_windows(ids[s : s + CHUNK_ROWS], order, base))
-            for s in range(0, len(ids), CHUNK_ROWS)
-        ]
-        keys = np.concatenate([k for k, _ in parts])
-        counts = np.concatenate([c for _, c in parts])
-        if len(parts) > 1:
-            order_ = np.argsort(keys, kind="stable")
-            keys, counts = keys[order_], counts[order_]
-            first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-            keys, counts = keys[first], np.add.reduceat(counts, first)
+        parts: list = []
+        for start in range(0, len(ids), CHUNK_ROWS):
+            windows = _target_windows(ids[start : start + CHUNK_ROWS], order, base)
+            parts = add_part(parts, unique_counts(windows))
+        keys, counts = (
+            merge_counts(parts) if parts else (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+        )
         if len(keys) == 0:
             raise ValueError("cannot fit a language model on no lines")
         return cls(keys, counts, base, order)
@@ -171,7 +168,7 @@ class KneserNeyLM:
             except (OSError, ValueError, KeyError):
                 pass  # unreadable or old cache: refit below
         lm = cls.fit(prepared.train, order, base)
-        lm.save(path, prepared.fingerprint)
+        save_cache(lambda: lm.save(path, prepared.fingerprint), path)
         return lm
 
 

@@ -24,6 +24,7 @@ MAX_ORDER = 6
 # Largest index range counted with a dense bincount (8 bytes per bin, twice while adding).
 DENSE_LIMIT = 1 << 26
 CHUNK_ROWS = 1 << 19
+MERGE_EVERY = 8  # chunk results held before they are merged
 
 
 def check_order(n: int, base: int) -> None:
@@ -142,12 +143,12 @@ def _count_level(
         if dense:
             acc += np.bincount(index.ravel(), minlength=size)
         else:
-            acc.append(unique_counts(index))
+            acc = add_part(acc, unique_counts(index))
         tick()
     if dense:
         present = np.flatnonzero(acc)
         return present, acc[present]
-    return _merge(acc)
+    return merge_counts(acc)
 
 
 def count_all(
@@ -185,24 +186,30 @@ def _count_upto4(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
         chunk = np.asarray(ids[start:stop])
         pairs = _pair_keys(chunk, base)
         keys = (pairs[:, :-2].astype(np.uint32) << np.uint32(16)) | pairs[:, 2:]
-        fours.append(unique_counts(keys))
+        fours = add_part(fours, unique_counts(keys))
         ends[3].append(pairs[:, -2].astype(np.uint32) * np.uint32(base) + chunk[:, -1])
         ends[2].append(pairs[:, -1])
         ends[1].append(chunk[:, -1])
         if progress:
             progress(1, len(chunks))
-    keys, counts = _merge(fours)
+    keys, counts = merge_counts(fours)
     b = np.uint64(base)
     keys = (keys >> np.uint32(16)).astype(np.uint64) * b * b + (keys & np.uint32(0xFFFF))
     result = [NgramCounts(4, base, keys, counts)]
     for n in (3, 2, 1):
         last = unique_counts(np.concatenate(ends[n]).astype(np.uint64))
-        keys, counts = _merge([(keys // b, counts), last])
+        keys, counts = merge_counts([(keys // b, counts), last])
         result.insert(0, NgramCounts(n, base, keys, counts))
     return result[:max_n]
 
 
-def _merge(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def add_part(parts: list, part: tuple[np.ndarray, np.ndarray]) -> list:
+    """Append a chunk's (keys, counts), merging every few parts to bound memory."""
+    parts.append(part)
+    return [merge_counts(parts)] if len(parts) >= MERGE_EVERY else parts
+
+
+def merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct keys of several (keys, counts) parts, counts added."""
     keys = np.concatenate([k for k, _ in parts])
     counts = np.concatenate([c for _, c in parts])

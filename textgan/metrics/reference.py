@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +105,7 @@ class ReferenceNgrams:
             ):
                 return cached.truncated(max_n)
         ref = cls.build(prepared.train, max_n, base, prepared.fingerprint, progress)
-        ref.save(path)
+        save_cache(lambda: ref.save(path), path)
         return ref
 
     def truncated(self, max_n: int) -> ReferenceNgrams:
@@ -123,6 +125,14 @@ class ReferenceNgrams:
             n: js_divergence(NgramCounts.from_ids(ids, n, self.base), self.counts[n - 1])
             for n in range(1, max_n + 1)
         }
+
+
+def save_cache(save: Callable[[], None], path: Path) -> None:
+    """Run ``save``; a cache that cannot be written (read-only corpus folder) is a warning."""
+    try:
+        save()
+    except OSError as err:
+        warnings.warn(f"could not cache {path}: {err.strerror or err}", stacklevel=3)
 
 
 def subset_rows(m: int, n: int, seed: int = 0) -> np.ndarray:
