@@ -187,9 +187,13 @@ def _count_upto4(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
         pairs = _pair_keys(chunk, base)
         keys = (pairs[:, :-2].astype(np.uint32) << np.uint32(16)) | pairs[:, 2:]
         fours = add_part(fours, unique_counts(keys))
-        ends[3].append(pairs[:, -2].astype(np.uint32) * np.uint32(base) + chunk[:, -1])
-        ends[2].append(pairs[:, -1])
-        ends[1].append(chunk[:, -1])
+        row_ends = {
+            3: pairs[:, -2].astype(np.uint64) * np.uint64(base) + chunk[:, -1],
+            2: pairs[:, -1],
+            1: chunk[:, -1],
+        }
+        for n, last in row_ends.items():
+            ends[n] = add_part(ends[n], unique_counts(last.astype(np.uint64)))
         if progress:
             progress(1, len(chunks))
     keys, counts = merge_counts(fours)
@@ -197,8 +201,7 @@ def _count_upto4(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
     keys = (keys >> np.uint32(16)).astype(np.uint64) * b * b + (keys & np.uint32(0xFFFF))
     result = [NgramCounts(4, base, keys, counts)]
     for n in (3, 2, 1):
-        last = unique_counts(np.concatenate(ends[n]).astype(np.uint64))
-        keys, counts = merge_counts([(keys // b, counts), last])
+        keys, counts = merge_counts([(keys // b, counts), *ends[n]])
         result.insert(0, NgramCounts(n, base, keys, counts))
     return result[:max_n]
 
