@@ -130,7 +130,9 @@ class Scorer:
         lm = KneserNeyLM.fit(train, base=len(vocab))
         return cls(name, train, heldout, vocab, ngrams, lm)
 
-    def metrics(self, ids: np.ndarray, max_n: int, rest: np.ndarray, own=None) -> dict:
+    def metrics(
+        self, ids: np.ndarray, max_n: int, rest: np.ndarray, own: np.ndarray | None = None
+    ) -> dict:
         """Every metric of the rows ``ids`` (module docstring). ``rest``: held-out rows the
         reverse LM scores; ``own``: the held-out row of each of ``ids`` when they are real."""
         base = len(self.vocab)
