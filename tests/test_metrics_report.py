@@ -1,4 +1,5 @@
 import json
+import re
 from dataclasses import asdict
 
 import numpy as np
@@ -90,6 +91,10 @@ def test_stdin_table_and_real_table(corpus, other_lines):
     assert real.exit_code == 0, real.output
     assert "50 real held-out lines" in real.output and "value" not in real.output
     assert real.output.count("\n") == 1 + 1 + 22
+    n_heldout = len(corpus[1].heldout)
+    everything = _score("--real", *_corpus_args(corpus), "-n", str(n_heldout))
+    assert re.search(r"^reverse_lm_bits +n/a$", everything.output, re.M)
+    assert everything.output.rstrip().endswith("--holdout)")
 
 
 def test_run_directory_and_reference_file(corpus, other_lines, tmp_path):

@@ -218,6 +218,11 @@ def format_table(report: dict[str, Any], real_only: bool = False) -> str:
             c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
         ]
         lines.append("  ".join(cells))
+    if report.get("floor_reverse_lm_nats", 0) is None:
+        lines.append(
+            "reverse LM n/a: every held-out line is among the N real ones "
+            "(use a smaller -n, or prepare the corpus with a larger --holdout)"
+        )
     return "\n".join(lines)
 
 
