@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from textgan.metrics.ngrams import add_part, check_order, merge_counts, unique_counts, window_keys
 from textgan.metrics.reference import save_cache
@@ -92,12 +93,15 @@ class KneserNeyLM:
             self.levels.insert(0, (keys, counts, _discount(counts), ctx, sums, types))
 
     @classmethod
-    def fit(cls, ids: np.ndarray, order: int = ORDER, base: int | None = None) -> KneserNeyLM:
+    def fit(
+        cls, ids: np.ndarray, order: int = ORDER, base: int | None = None, progress: bool = False
+    ) -> KneserNeyLM:
         """Fit on the lines of an ``(N, L)`` id array (chunked, so millions of rows are fine)."""
         ids = np.atleast_2d(np.asarray(ids))
         base = base or int(ids.max(initial=0)) + 1
         parts: list = []
-        for start in range(0, len(ids), CHUNK_ROWS):
+        starts = range(0, len(ids), CHUNK_ROWS)
+        for start in tqdm(starts, desc=f"{order}-gram LM", unit="chunk", disable=not progress):
             windows = _target_windows(ids[start : start + CHUNK_ROWS], order, base)
             parts = add_part(parts, unique_counts(windows))
         keys, counts = (
@@ -156,7 +160,7 @@ class KneserNeyLM:
             ]
 
     @classmethod
-    def for_corpus(cls, prepared: Any, order: int = ORDER) -> KneserNeyLM:
+    def for_corpus(cls, prepared: Any, order: int = ORDER, progress: bool = False) -> KneserNeyLM:
         """The model of ``prepared.train``, cached as ``kn5.npz`` beside the corpus."""
         path = Path(prepared.path) / (CACHE_NAME if order == ORDER else f"kn{order}.npz")
         base = len(prepared.vocab)
@@ -167,7 +171,7 @@ class KneserNeyLM:
                     return lm
             except (OSError, ValueError, KeyError):
                 pass  # unreadable or old cache: refit below
-        lm = cls.fit(prepared.train, order, base)
+        lm = cls.fit(prepared.train, order, base, progress)
         save_cache(lambda: lm.save(path, prepared.fingerprint), path)
         return lm
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from textgan.errors import UserError
 from textgan.metrics.bleu import bleu_orders
-from textgan.metrics.diversity import copy_rate, distinct_n, unique_rate
+from textgan.metrics.diversity import RowIndex, copy_rate, distinct_n, unique_rate
 from textgan.metrics.lm import KneserNeyLM
 from textgan.metrics.ngrams import MAX_ORDER, check_order
 from textgan.metrics.reference import ReferenceNgrams, subset_rows
@@ -93,6 +93,14 @@ class Scorer:
     ) -> None:
         self.name, self.train, self.heldout, self.vocab = name, train, heldout, vocab
         self.ngrams, self.lm = ngrams, lm
+        self._train_rows: RowIndex | None = None
+
+    @property
+    def train_rows(self) -> RowIndex:
+        """Index of the training rows for the copy rate, built on first use."""
+        if self._train_rows is None:
+            self._train_rows = RowIndex(self.train)
+        return self._train_rows
 
     @property
     def seq_len(self) -> int:
@@ -103,7 +111,7 @@ class Scorer:
         """From a prepared corpus; the n-gram reference and the LM are cached beside it."""
         _check_orders(max_n, len(prepared.vocab))
         ngrams = ReferenceNgrams.for_corpus(prepared, max_n, progress)
-        lm = KneserNeyLM.for_corpus(prepared)
+        lm = KneserNeyLM.for_corpus(prepared, progress=progress)
         name = f"corpus {prepared.key}"
         return cls(name, prepared.train, prepared.heldout, prepared.vocab, ngrams, lm)
 
@@ -155,7 +163,7 @@ class Scorer:
         for k in DISTINCT_ORDERS:
             out[f"distinct{k}"] = distinct_n(ids, k, base)
         out["unique_rate"] = unique_rate(ids)
-        out["copy_rate"] = copy_rate(ids, self.train)
+        out["copy_rate"] = copy_rate(ids, self.train_rows)
         return out
 
     def report(
