@@ -1,0 +1,253 @@
+"""The fast training step computes what the plain fp32 step computes.
+
+Tolerances: the closed-form input gradient is exact, so in float64 it matches double
+backpropagation to 1e-10 and in fp32 the whole critic loss, its statistics and every weight
+gradient match to a relative 1e-4. bf16 autocast rounds every product to 8 bits of mantissa:
+loss, penalty and mean gradient norm stay within 2 % and each weight gradient within 8 % (relative
+Euclidean error) of fp32 — the same error as autocast on the plain path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from textgan import fast, lipschitz
+from textgan.corpus import CorpusConfig
+from textgan.errors import UserError
+from textgan.models import Critic, Generator, ModelConfig, one_hot
+from textgan.train import RunConfig, TrainConfig, Trainer
+
+CPU = torch.device("cpu")
+
+
+def _nets(vocab=7, seq_len=8, dim=16, blocks=2, kernel=5, seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        vocab_size=vocab, seq_len=seq_len, dim=dim, blocks=blocks, kernel=kernel, **kw
+    )
+    return cfg, Generator(cfg), Critic(cfg)
+
+
+def _batch(cfg, generator, n=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, cfg.vocab_size, (n, cfg.seq_len), generator=g)
+    with torch.no_grad():
+        fake = generator(generator.sample_noise(n, generator=g))
+    return one_hot(ids, cfg.vocab_size), fake
+
+
+@pytest.mark.parametrize(("blocks", "kernel"), [(2, 5), (0, 5), (3, 3), (1, 1)])
+def test_closed_form_input_gradient_equals_double_backprop(blocks, kernel):
+    cfg, gen, critic = _nets(blocks=blocks, kernel=kernel)
+    critic.double()
+    real, fake = _batch(cfg, gen)
+    x = (0.3 * real + 0.7 * fake).double().requires_grad_(True)
+    (expected,) = torch.autograd.grad(critic(x).sum(), x)
+    got = fast.critic_input_grad(critic, x.detach())
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def _loss_and_grads(fn, critic, real, fake, cfg, precision="fp32"):
+    rng = torch.Generator().manual_seed(3)
+    with fast.autocast(CPU, precision):
+        loss, stats = fn(critic, real, fake, cfg, rng=rng)
+    grads = torch.autograd.grad(loss, list(critic.parameters()))
+    return loss.detach(), stats, grads
+
+
+@pytest.mark.parametrize("kind", ["gp", "gp-one-sided"])
+def test_fast_loss_matches_plain_fp32(kind):
+    cfg, gen, critic = _nets()
+    real, fake = _batch(cfg, gen)
+    lip = lipschitz.LipschitzConfig(kind=kind, target=0.5)
+    assert fast.fast_loss_supported(critic, lip)
+    ref = _loss_and_grads(lipschitz.critic_loss, critic, real, fake, lip)
+    got = _loss_and_grads(fast.critic_loss, critic, real, fake, lip)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-4, atol=1e-6)
+    for key in ("wasserstein", "gp", "penalty", "grad_norm", "d_real", "d_fake"):
+        torch.testing.assert_close(got[1][key], ref[1][key], rtol=1e-4, atol=1e-6, msg=key)
+    for a, b in zip(got[2], ref[2], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert ref[1]["gp"] > 0  # the penalty is active, so its gradients were compared
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12))
+
+
+def test_bf16_fast_path_within_tolerance_of_fp32():
+    cfg, gen, critic = _nets(vocab=20, seq_len=16, dim=64, blocks=2)
+    real, fake = _batch(cfg, gen, n=16)
+    lip = lipschitz.LipschitzConfig()
+    ref = _loss_and_grads(lipschitz.critic_loss, critic, real, fake, lip)
+    got = _loss_and_grads(fast.critic_loss, critic, real, fake, lip, precision="bf16")
+    assert _rel(got[0], ref[0]) < 0.02
+    for key in ("gp", "grad_norm", "wasserstein"):
+        assert _rel(got[1][key], ref[1][key]) < 0.02, key
+    weights = [(a, b) for a, b in zip(got[2], ref[2], strict=True) if b.norm() > 1e-6]
+    assert len(weights) >= 2 * cfg.blocks + 2
+    assert max(_rel(a, b) for a, b in weights) < 0.08
+    assert all(g.dtype == torch.float32 for g in got[2])  # fp32 master weights
+
+
+@pytest.mark.parametrize(
+    ("model", "kind"),
+    [
+        ({"critic_norm": "layer"}, "gp"),
+        ({}, "gp-fd"),
+        ({}, "clip"),
+        ({}, "sn"),
+        ({"kernel": 4}, "gp"),
+    ],
+)
+def test_unsupported_critics_fall_back_to_the_plain_loss(model, kind):
+    cfg, gen, critic = _nets(**model)
+    lip = lipschitz.LipschitzConfig(kind=kind)
+    lipschitz.apply_constraint(critic, lip)
+    assert not fast.fast_loss_supported(critic, lip)
+    real, fake = _batch(cfg, gen)
+    state = {k: v.clone() for k, v in critic.state_dict().items()}
+    ref = _loss_and_grads(lipschitz.critic_loss, critic, real, fake, lip)
+    critic.load_state_dict(state)  # spectral norm's power iteration advanced
+    got = _loss_and_grads(fast.critic_loss, critic, real, fake, lip)
+    torch.testing.assert_close(got[0], ref[0])
+
+
+def test_resolve_precision(monkeypatch):
+    monkeypatch.setattr(fast, "native_bf16", lambda device: True)
+    assert fast.resolve_precision("auto", CPU) == "bf16"
+    assert fast.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(fast, "native_bf16", lambda device: False)
+    assert fast.resolve_precision("auto", CPU) == "fp32"
+    assert fast.resolve_precision("auto", torch.device("mps")) == "fp32"
+    assert fast.resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    assert fast.resolve_precision("tf32", torch.device("cuda")) == "tf32"
+    assert fast.resolve_precision("bf16", CPU) == "bf16"
+    with pytest.raises(UserError, match="tf32 needs a CUDA GPU"):
+        fast.resolve_precision("tf32", CPU)
+    with pytest.raises(UserError, match="unknown precision"):
+        fast.resolve_precision("fp8", CPU)
+
+
+def test_native_bf16_on_this_machine():
+    cpuinfo = Path("/proc/cpuinfo")
+    cpu_flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    if " avx512_bf16" in cpu_flags or " amx_bf16" in cpu_flags:
+        assert fast.native_bf16(CPU)
+    assert not fast.native_bf16(torch.device("mps"))
+
+
+def test_configure_device_sets_tf32_only_for_tf32():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        fast.configure_device(torch.device("cuda"), "tf32")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        fast.configure_device(torch.device("cuda"), "fp32")
+        assert not torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_compiled_falls_back_when_compile_is_unavailable(monkeypatch):
+    def broken(fn, **options):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match="running eagerly"):
+        wrapped = fast.Compiled(lambda x: x * 2)
+    assert wrapped(torch.tensor(3.0)) == 6.0
+    assert "not supported" in wrapped.error
+
+
+def test_compiled_falls_back_on_compiler_errors_but_not_on_the_functions_own(monkeypatch):
+    class BackendCompilerFailed(Exception):
+        pass
+
+    BackendCompilerFailed.__module__ = "torch._dynamo.exc"
+    calls = []
+
+    def failing_compile(fn, **options):
+        def run(*args):
+            calls.append("compiled")
+            raise BackendCompilerFailed("inductor: no C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    wrapped = fast.Compiled(lambda x: x + 1)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        assert wrapped(torch.tensor(1.0)) == 2.0
+    assert wrapped(torch.tensor(2.0)) == 3.0
+    assert calls == ["compiled"]  # gave up once, then eager
+
+    def own_bug(x):
+        raise ValueError("a real bug")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **o: fn)
+    with pytest.raises(ValueError, match="a real bug"):
+        fast.Compiled(own_bug)(torch.tensor(0.0))
+
+
+def _trainer(**train):
+    cfg = ModelConfig(vocab_size=12, seq_len=8, dim=16, blocks=1)
+    config = RunConfig(
+        CorpusConfig(),
+        cfg,
+        lipschitz.LipschitzConfig(),
+        TrainConfig(preset="tiny", batch_size=8, critic_iters=2, device="cpu", **train),
+    )
+    ids = np.random.default_rng(0).integers(2, 12, size=(100, 8)).astype(np.uint8)
+    return Trainer(config, ids, CPU)
+
+
+def test_trainer_takes_the_fast_path_in_the_requested_precision():
+    for precision in ("fp32", "bf16"):
+        trainer = _trainer(precision=precision)
+        assert trainer.fast.precision == precision and trainer.fast.explicit
+        loss, stats = trainer.critic_step()
+        gen_loss = trainer.generator_step()
+        assert torch.isfinite(loss) and torch.isfinite(gen_loss)
+        assert stats["grad_norm"] > 0 and stats["gp"] >= 0
+    with pytest.raises(UserError, match="unknown --precision"):
+        TrainConfig(precision="fp16").validate()
+
+
+def test_trainer_fp32_fast_step_equals_the_plain_step(monkeypatch):
+    fast_trainer = _trainer(precision="fp32")
+    fast_trainer.critic_step()
+    monkeypatch.setattr(fast, "fast_loss_supported", lambda critic, cfg: False)
+    plain_trainer = _trainer(precision="fp32")
+    assert not plain_trainer.fast.explicit
+    plain_trainer.critic_step()
+    # Same starting weights and random draws, so the gradients of the step must agree (Adam's
+    # first update is ±lr wherever a gradient is ~0, so the updated weights are not compared).
+    for a, b in zip(
+        fast_trainer.critic.parameters(), plain_trainer.critic.parameters(), strict=True
+    ):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_compiled_step_matches_eager():
+    pytest.importorskip("torch._inductor")
+    cfg, gen, critic = _nets(dim=8, blocks=1)
+    real, fake = _batch(cfg, gen)
+    lip = lipschitz.LipschitzConfig()
+    x_hat = 0.5 * real + 0.5 * fake
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = fast.Compiled(fast._penalized_loss)
+        loss_c, stats_c = compiled(critic, real, fake, x_hat, lip)
+    grads_c = torch.autograd.grad(loss_c, list(critic.parameters()))
+    loss_e, stats_e = fast._penalized_loss(critic, real, fake, x_hat, lip)
+    grads_e = torch.autograd.grad(loss_e, list(critic.parameters()))
+    torch.testing.assert_close(loss_c, loss_e, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(stats_c["grad_norm"], stats_e["grad_norm"], rtol=1e-4, atol=1e-6)
+    for a, b in zip(grads_c, grads_e, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,249 @@
+"""The fast WGAN-GP step: the critic's input gradient without double backpropagation, mixed
+precision and optional compilation. Every lever here is measured in ``benchmarks/``.
+
+**Input gradient as a forward pass.** The gradient penalty needs ``∇x̂ D(x̂)`` as a function of
+the critic's weights. Autograd gets it by double backpropagation, which (1) differentiates the
+ReLU masks, whose derivative is zero, and so pushes zero tensors back through the whole forward
+pass at full cost, and (2) cannot be compiled. For the reference critic (1×1 input convolution,
+residual blocks ``h + s·conv₂(relu(conv₁(relu(h))))``, linear output) the gradient has a closed
+form: run the forward pass once without autograd to record the ReLU masks, then apply the
+transposed layers from the output weight down to the input, masked. That expression is exactly
+the gradient autograd computes (same masks, same convention ``relu'(0) = 0``), it is an ordinary
+first-order graph of the weights, and its backward costs two convolutions per layer instead of
+four. Critics it does not cover (normalization layers, spectral-norm parametrizations, an even
+kernel) and constraints other than the gradient penalties fall back to ``lipschitz.critic_loss``.
+
+**Precision.** ``bf16`` runs the convolutions under autocast in bfloat16 with fp32 master
+weights, fp32 losses and an fp32 optimizer (no gradient scaler: bfloat16 has fp32's range).
+``tf32`` (CUDA) keeps fp32 storage with TensorFloat-32 matrix units. ``auto`` picks bf16 where
+the hardware computes it natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), else fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from textgan import lipschitz
+from textgan.errors import UserError
+from textgan.models import Critic
+
+Tensor = torch.Tensor
+
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+
+
+# -- precision ---------------------------------------------------------------------------------
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products natively (fast), not by emulation."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` → the fastest precision safe on ``device``; an explicit choice is checked."""
+    if name not in PRECISIONS:
+        raise UserError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name == "tf32" and device.type != "cuda":
+        raise UserError("--precision tf32 needs a CUDA GPU; use fp32 or bf16 on this device")
+    return name
+
+
+def configure_device(device: torch.device, precision: str) -> None:
+    """Global backend switches for ``precision`` on ``device`` (TF32 on or off on CUDA)."""
+    if device.type == "cuda":
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast region of ``precision`` (a no-op for fp32 and tf32)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# -- the critic's input gradient ---------------------------------------------------------------
+
+
+def explicit_grad_supported(critic: nn.Module) -> bool:
+    """Whether ``critic_input_grad`` covers this critic (the reference architecture)."""
+    if type(critic) is not Critic:
+        return False
+    cfg = critic.cfg
+    plain = not any(nn.utils.parametrize.is_parametrized(m) for m in critic.modules())
+    return cfg.critic_norm == "none" and cfg.kernel % 2 == 1 and plain
+
+
+def critic_input_grad(critic: Critic, x: Tensor) -> Tensor:
+    """``∇x Σ D(x)`` of shape ``x.shape``, as a first-order differentiable function of the
+    critic's weights (``x`` itself is treated as a constant)."""
+    cfg = critic.cfg
+    pad = cfg.kernel // 2
+    masks = []
+    with torch.no_grad():
+        h = critic.input(x)
+        for block in critic.blocks:
+            a = block.conv1(torch.relu(h))
+            masks.append(((h > 0).to(h.dtype), (a > 0).to(a.dtype)))
+            h = h + block.res_scale * block.conv2(torch.relu(a))
+    # d score / d h_last is the output weight for every sample: the first transposed
+    # convolution is the same for the whole batch, so it runs once, at batch size 1.
+    g = critic.output.weight.view(1, cfg.dim, cfg.seq_len)
+    for block, (m1, m2) in zip(reversed(critic.blocks), reversed(masks), strict=True):
+        t = F.conv_transpose1d(g, block.conv2.weight, padding=pad) * m2
+        t = F.conv_transpose1d(t, block.conv1.weight, padding=pad) * m1
+        g = g + block.res_scale * t
+    g = g.expand(x.shape[0], -1, -1)
+    return F.conv_transpose1d(g, critic.input.weight)
+
+
+def fast_loss_supported(critic: nn.Module, cfg: lipschitz.LipschitzConfig) -> bool:
+    """Whether ``critic_loss`` takes the fast path for this critic and constraint."""
+    con = cfg.constraint
+    return con.penalty is not None and con.slope == "gradient" and explicit_grad_supported(critic)
+
+
+def critic_loss(
+    critic: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    cfg: lipschitz.LipschitzConfig,
+    rng: torch.Generator | None = None,
+    monitor: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``lipschitz.critic_loss`` with the same value, statistics and random draws, computed
+    without double backpropagation where ``fast_loss_supported``; elsewhere the same call."""
+    if not fast_loss_supported(critic, cfg):
+        return lipschitz.critic_loss(critic, real, fake, cfg, rng=rng, monitor=monitor)
+    x_hat = lipschitz._interpolate(real, fake, rng, shuffle=False)
+    return _penalized_loss(critic, real, fake, x_hat, cfg)
+
+
+def _penalized_loss(
+    critic: Critic, real: Tensor, fake: Tensor, x_hat: Tensor, cfg: lipschitz.LipschitzConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    b = real.shape[0]
+    scores = critic(torch.cat([real, fake])).float()
+    d_real, d_fake = scores[:b].mean(), scores[b:].mean()
+    norms = critic_input_grad(critic, x_hat).float().flatten(1).norm(dim=1)
+    gp = cfg.constraint.penalty(norms, cfg.target).mean()
+    loss = d_fake - d_real + cfg.lam * gp
+    stats = {
+        "wasserstein": (d_real - d_fake).detach(),
+        "gp": gp.detach(),
+        "penalty": (cfg.lam * gp).detach(),
+        "grad_norm": norms.mean().detach(),
+        "d_real": d_real.detach(),
+        "d_fake": d_fake.detach(),
+    }
+    return loss, stats
+
+
+# -- one run's step ---------------------------------------------------------------------------
+
+
+class FastPath:
+    """The network calls of one run's training step, in its precision, compiled if asked.
+
+    ``generate(z)`` gives the generator's probabilities (the softmax in fp32),
+    ``critic_loss(real, fake, rng)`` is ``critic_loss`` above and ``generator_loss(fake)`` is
+    ``lipschitz.generator_loss``; each runs under the run's autocast. With ``compile`` the parts
+    free of random draws and of double backpropagation go through ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        critic: nn.Module,
+        cfg: lipschitz.LipschitzConfig,
+        device: torch.device,
+        precision: str = "auto",
+        compile: bool = False,
+    ) -> None:
+        self.generator, self.critic, self.cfg, self.device = generator, critic, cfg, device
+        self.precision = resolve_precision(precision, device)
+        configure_device(device, self.precision)
+        self.explicit = fast_loss_supported(critic, cfg)
+        wrap = Compiled if compile else _identity
+        self._generate = wrap(self._generate_eager)
+        self._penalized = wrap(_penalized_loss)
+        self._generator_loss = wrap(lipschitz.generator_loss)
+
+    def _generate_eager(self, z: Tensor) -> Tensor:
+        return torch.softmax(self.generator.logits(z).float(), dim=1)
+
+    def generate(self, z: Tensor) -> Tensor:
+        with autocast(self.device, self.precision):
+            return self._generate(z)
+
+    def critic_loss(
+        self, real: Tensor, fake: Tensor, rng: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        with autocast(self.device, self.precision):
+            if not self.explicit:
+                return lipschitz.critic_loss(self.critic, real, fake, self.cfg, rng=rng)
+            x_hat = lipschitz._interpolate(real, fake, rng, shuffle=False)
+            return self._penalized(self.critic, real, fake, x_hat, self.cfg)
+
+    def generator_loss(self, fake: Tensor) -> Tensor:
+        with autocast(self.device, self.precision):
+            return self._generator_loss(self.critic, fake)
+
+
+def _identity(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return fn
+
+
+# -- compilation -------------------------------------------------------------------------------
+
+
+class Compiled:
+    """``torch.compile(fn)`` that falls back to ``fn`` itself, once and with a warning, when
+    compilation is unavailable or fails (no compiler, unsupported backend or platform)."""
+
+    def __init__(self, fn: Callable[..., Any], **options: Any) -> None:
+        self.fn = fn
+        self.error: str | None = None
+        try:
+            self.compiled: Callable[..., Any] | None = torch.compile(fn, **options)
+        except Exception as err:  # e.g. torch.compile unsupported on this Python
+            self._give_up(err)
+
+    def _give_up(self, err: BaseException) -> None:
+        self.compiled = None
+        self.error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
+        warnings.warn(f"torch.compile unavailable, running eagerly ({self.error})", stacklevel=3)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as err:
+                if not _is_compile_error(err):
+                    raise
+                self._give_up(err)
+        return self.fn(*args, **kwargs)
+
+
+def _is_compile_error(err: BaseException) -> bool:
+    """Errors raised by the compiler stack, as opposed to errors of the function itself."""
+    module = type(err).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
+        err, (ImportError, OSError)
+    )
