@@ -8,6 +8,7 @@ from textgan.plots import (
     default_out_dir,
     load_run,
     plot_runs,
+    plot_summary,
     run_labels,
     write_run_plots,
 )
@@ -104,6 +105,13 @@ def test_two_runs_overlaid_with_constraint_labels(tmp_path):
     single = _check_png(plot_runs([a], out=tmp_path / "single")[0])
     both = _check_png(out / "training.png")
     assert not np.array_equal(single, both)
+
+
+def test_summary_figure_of_two_runs(tmp_path):
+    runs = [make_run(tmp_path / "a", kind="gp"), make_run(tmp_path / "b", kind="clip")]
+    path = plot_summary(runs, tmp_path / "out" / "summary.png")
+    _check_png(path, expect_size=(420, 1300))
+    assert path.stat().st_size < 200_000  # small enough for the README
 
 
 def test_labels_fall_back_to_run_name_and_disambiguate(tmp_path):

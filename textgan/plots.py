@@ -181,6 +181,16 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     return written
 
 
+def plot_summary(run_dirs: Sequence[str | Path], path: str | Path) -> Path:
+    """One figure comparing runs at a glance (the study's README figure): JS-4 against
+    wall-clock time with its floor, ‖∇x̂ D‖ at interpolates against wall-clock time, and the
+    per-layer critic gradient norms at the last diagnostics step."""
+    runs = [load_run(d) for d in run_dirs]
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    return _save(_summary_figure(runs, run_labels(runs)), path)
+
+
 def write_run_plots(run_dir: str | Path) -> list[Path]:
     """Refresh ``RUN/plots/`` during training; warns instead of raising, training goes on."""
     try:
@@ -247,8 +257,9 @@ def _save(fig, path: Path) -> Path:
 
 
 def _log_y(ax) -> None:
-    """Log y axis labelled at 1, 2, 5 × 10ⁿ once the plotted lines span a decade; linear below
-    that, where a log axis would carry no labels. Call after plotting the lines."""
+    """Log y axis once the plotted lines span a decade (linear below that, where a log axis
+    would carry no labels), labelled at 1, 2, 5 × 10ⁿ or, over many decades, at 10ⁿ. Call
+    after plotting the lines."""
     from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
     ys = [np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.get_lines()]
@@ -258,7 +269,8 @@ def _log_y(ax) -> None:
         return
     ax.set_yscale("log")
     ax.set_ylim(ys.min() / 2, ys.max() * 2)  # by the lines: a ± std band may reach zero
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=8))
+    subs = (1.0, 2.0, 5.0) if ys.max() / ys.min() < 1e3 else (1.0,)  # fewer labels when wide
+    ax.yaxis.set_major_locator(LogLocator(subs=subs, numticks=8))
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
 
@@ -395,6 +407,49 @@ def _input_grad_figure(runs: list[RunLog], labels: list[str]):
         ax.set_xlabel("generator iteration")
         _log_y(ax)
         ax.axhline(1.0, color="0.4", ls=":", lw=1)
+        ax.grid(alpha=0.3, which="both")
+    _legend(fig, axes, labels)
+    return fig
+
+
+def _at_time(run: RunLog, iters: np.ndarray) -> np.ndarray:
+    """Wall-clock time of iterations, interpolated from the training rows."""
+    it, t = run.series(run.train, "time")
+    return np.interp(iters, it, t) if it.size else np.full(iters.shape, np.nan)
+
+
+def _summary_figure(runs: list[RunLog], labels: list[str]):
+    fig, axes = _figure(1, 3, 13, 4.2, margins=(0.7, 1.1, 0.4, 0.2), gaps=(0.8, 0))
+    js_ax, slope_ax, layer_ax = axes[0]
+    names: list[str] = []
+    for run, label, color in zip(runs, labels, _colors(len(runs)), strict=True):
+        t, js4 = run.series(run.evals, "js4", x="time")
+        if t.size:
+            js_ax.plot(t, js4, color=color, marker=".", ms=3, label=label)
+        _, floors = run.series(run.evals, "floor_js4")
+        if floors.size:
+            js_ax.axhline(floors[-1], color=color, ls="--", lw=1)
+        rows = [r for r in run.diagnostics if isinstance(r.get("input_grad"), dict)]
+        stats = [(r["iter"], (r["input_grad"].get("interp") or {}).get("mean")) for r in rows]
+        stats = np.asarray([s for s in stats if _is_number(s[1])], dtype=np.float64)
+        if stats.size:
+            slope_ax.plot(_at_time(run, stats[:, 0]), stats[:, 1], color=color, marker=".")
+        row = _latest(run, "layer_grad_norms")
+        if row is not None:
+            norms = np.asarray(row["layer_grad_norms"]["norms"], dtype=np.float64)
+            names = max(names, list(row["layer_grad_norms"]["names"]), key=len)
+            layer_ax.plot(np.arange(norms.size), np.where(norms > 0, norms, np.nan), "o-", c=color)
+    js_ax.set_title("JS-4 of argmax samples (dashed: floor)")
+    js_ax.set_ylim(bottom=0)
+    slope_ax.set_title("‖∇x̂ D‖ at interpolates (mean)")
+    _log_y(slope_ax)
+    slope_ax.axhline(1.0, color="0.4", ls=":", lw=1)
+    for ax in (js_ax, slope_ax):
+        ax.set_xlabel("wall-clock time (s)")
+    layer_ax.set_title("critic loss gradient norm per layer")
+    layer_ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
+    _log_y(layer_ax)
+    for ax in axes[0]:
         ax.grid(alpha=0.3, which="both")
     _legend(fig, axes, labels)
     return fig
