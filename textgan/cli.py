@@ -66,6 +66,174 @@ def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
         click.echo(path)
 
 
+# Flags of `textgan train` by the config section they set; a flag sets the field of its own
+# name except where _FIELD_OF renames it.
+_TRAIN_SECTIONS = {
+    "corpus": (
+        "corpus", "data_dir", "seq_len", "tokens", "max_vocab", "max_lines", "holdout",
+        "text_column",
+    ),
+    "model": ("dim", "blocks", "kernel", "res_scale", "noise_dim", "critic_norm"),
+    "lipschitz": ("lipschitz", "lam", "lipschitz_target", "clip"),
+    "train": (
+        "iters", "batch_size", "critic_iters", "lr", "beta1", "beta2", "seed", "device",
+        "log_every", "eval_every", "eval_samples", "ckpt_every", "keep", "max_minutes", "name",
+        "run_dir",
+    ),
+}  # fmt: skip
+_FIELD_OF = {"lipschitz": "kind", "lipschitz_target": "target"}
+
+
+def _flag(name: str) -> str:
+    return "--" + {"lam": "lambda"}.get(name, name).replace("_", "-")
+
+
+@main.command()
+@click.option("--preset", help="paper (default), small or tiny; other flags override it.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="JSON file of config sections (e.g. a run's config.json); flags override it.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(),
+    help="Continue this run from its newest checkpoint (with --iters N: up to N iterations).",
+)
+@click.option("--corpus", help="billion_words | pydocs | a text file or folder | hf:ID[:CONFIG].")
+@click.option("--data-dir", help="Folder of prepared corpus caches [data].")
+@click.option("--seq-len", type=int, help="Characters per sequence [32].")
+@click.option("--tokens", type=click.Choice(["chars", "bytes"]), help="Symbols [chars].")
+@click.option("--max-vocab", type=int, help="Largest vocabulary, PAD and UNK included [256].")
+@click.option("--max-lines", type=int, help="Read at most this many lines [10,000,000].")
+@click.option("--holdout", type=int, help="Held-out lines [min(10,000, 10 %)].")
+@click.option("--text-column", help="Column of a hub dataset that holds the text [text].")
+@click.option("--dim", type=int, help="Channels of both networks [paper: 512].")
+@click.option("--blocks", type=int, help="Residual blocks of both networks [paper: 5].")
+@click.option("--kernel", type=int, help="Convolution width [5].")
+@click.option("--res-scale", type=float, help="Residual branch scale [0.3].")
+@click.option("--noise-dim", type=int, help="Size of the noise z [128].")
+@click.option("--critic-norm", help="Critic normalization: none | layer | batch [none].")
+@click.option("--lipschitz", help="gp | gp-one-sided | gp-fd | clip | sn | none [gp].")
+@click.option("--lambda", "lam", type=float, help="Penalty weight λ [10].")
+@click.option("--lipschitz-target", type=float, help="Target slope K of the penalty [1].")
+@click.option("--clip", type=float, help="Clipping bound c for --lipschitz clip [0.01].")
+@click.option("--iters", type=int, help="Generator iterations [paper: 200,000].")
+@click.option("--batch-size", type=int, help="Sequences per batch [64].")
+@click.option("--critic-iters", type=int, help="Critic steps per generator step [paper: 10].")
+@click.option("--lr", type=float, help="Adam learning rate, both networks [1e-4].")
+@click.option("--beta1", type=float, help="Adam β1 [0.5].")
+@click.option("--beta2", type=float, help="Adam β2 [0.9].")
+@click.option("--seed", type=int, help="Seed of every random stream [0].")
+@click.option("--device", help="auto (CUDA, then MPS, then CPU) | cpu | cuda[:N] | mps [auto].")
+@click.option("--log-every", type=int, help="Iterations between metrics.jsonl rows [10].")
+@click.option("--eval-every", type=int, help="Iterations between JS evaluations [100].")
+@click.option("--eval-samples", type=int, help="Argmax samples per evaluation [640].")
+@click.option("--ckpt-every", type=int, help="Iterations between checkpoints [1000].")
+@click.option("--keep", type=int, help="Checkpoints kept [3].")
+@click.option("--max-minutes", type=float, help="Stop (evaluated, saved) after this many minutes.")
+@click.option("--name", help="Run name: the run goes to runs/NAME [<corpus>-<date>-<time>].")
+@click.option("--run-dir", help="Run directory (instead of runs/NAME).")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+def train(
+    preset: str | None,
+    config_file: str | None,
+    resume_dir: str | None,
+    progress: bool,
+    **flags: object,
+) -> int:
+    """Train a WGAN-GP text GAN; checkpoints, metrics and samples go to runs/NAME.
+
+    Precedence: the preset, then --config, then explicit flags. Ctrl-C or SIGTERM stops at the
+    next iteration with a checkpoint; --resume continues bit for bit.
+    """
+    from textgan import train as training
+
+    sections = {
+        section: {_FIELD_OF.get(opt, opt): flags[opt] for opt in opts if flags[opt] is not None}
+        for section, opts in _TRAIN_SECTIONS.items()
+    }
+    if resume_dir is not None:
+        fixed = [
+            _flag(opt)
+            for s, names in _TRAIN_SECTIONS.items()
+            if s != "train"
+            for opt in names
+            if flags[opt] is not None
+        ]
+        fixed += [f for f, v in (("--preset", preset), ("--config", config_file)) if v]
+        training.refuse_resume_changes(fixed)
+        result = training.resume(resume_dir, sections["train"], progress=progress)
+    else:
+        layers = training.layered_config(preset, config_file, sections)
+        config, prepared = training.resolve_run_config(layers, progress=progress)
+        result = training.train(config, prepared, progress=progress)
+    return result.exit_code
+
+
+@main.command()
+@click.option(
+    "-n", "n", type=click.IntRange(min=1), default=100, show_default=True, help="Number of samples."
+)
+@click.option("--run", "run_dir", type=click.Path(), help="Run directory [the latest in runs/].")
+@click.option("--checkpoint", type=click.Path(), help="A checkpoint directory (or file in it).")
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Sample each position from softmax(logits / T) [argmax, as the paper].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the noise (and of temperature sampling).",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write here (atomically) [stdout].")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Samples generated at a time.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+def sample(
+    n: int,
+    run_dir: str | None,
+    checkpoint: str | None,
+    temperature: float | None,
+    seed: int,
+    out: str | None,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Write N samples of a trained generator, one per line (trailing padding removed)."""
+    from textgan import checkpoint as ckpt_io
+    from textgan import train as training
+
+    if run_dir and checkpoint:
+        raise UserError("give either --run or --checkpoint, not both")
+    source = checkpoint or run_dir or ckpt_io.find_latest_run("runs")
+    generator, vocab, _ = training.load_generator(source, device)
+    batches = training.sample_text(
+        generator, vocab, n, temperature=temperature, seed=seed, batch_size=batch_size
+    )
+    if out is None:
+        try:
+            for lines in batches:
+                sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+        except BrokenPipeError:  # `textgan sample | head`: the reader has all it wanted
+            sys.stderr.close()
+        return
+    with ckpt_io.atomic_open(out, "w", encoding="utf-8") as fh:
+        for lines in batches:
+            fh.write("".join(line + "\n" for line in lines))
+
+
 @main.command()
 @click.argument("samples", required=False)
 @click.option("--corpus", help="Score against this prepared corpus (name, path or hf:ID).")

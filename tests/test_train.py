@@ -1,0 +1,330 @@
+"""The training loop on the genuine Billion Word shards: config layering, learning, determinism,
+exact resume after a signal, divergence handling."""
+
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from textgan import checkpoint as ck
+from textgan import train as T
+from textgan.corpus import CorpusConfig, prepare
+from textgan.errors import UserError
+from textgan.metrics import JSEvaluator
+from textgan.sampling import generate_ids
+
+# A few-second model: enough to check behaviour, never a timing.
+MICRO = {"model": {"dim": 16, "blocks": 1}, "train": {"batch_size": 16, "critic_iters": 2}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on two cores shared with other processes, spinning OpenMP threads
+    make these small steps many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def corpus(gbw_dir, tmp_path_factory):
+    """The two shards prepared once into a temporary data dir (the cache is reused after)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    prepared = prepare(CorpusConfig(corpus=str(gbw_dir), data_dir=str(data_dir)), progress=False)
+    return {"corpus": str(gbw_dir), "data_dir": str(data_dir)}, prepared
+
+
+def _config(corpus, tmp_path, name="run", micro=True, **train):
+    """A tiny-preset config (shrunk further to MICRO unless ``micro=False``)."""
+    sections, prepared = corpus
+    overrides = {
+        "corpus": sections,
+        "model": MICRO["model"] if micro else {},
+        "train": {**(MICRO["train"] if micro else {}), "run_dir": str(tmp_path / name), **train},
+    }
+    config, prepared2 = T.resolve_run_config(T.layered_config("tiny", overrides=overrides), False)
+    assert prepared2.fingerprint == prepared.fingerprint  # the cache is reused
+    return config, prepared2
+
+
+def _rows(run_dir, drop_time=True):
+    rows = ck.read_rows(run_dir / ck.METRICS)
+    return [{k: v for k, v in r.items() if not (drop_time and k == "time")} for r in rows]
+
+
+def _tensors(ckpt_dir):
+    loaded = ck.load_checkpoint(ckpt_dir)
+    flat = {f"G.{k}": v for k, v in loaded.generator.items()}
+    flat.update({f"D.{k}": v for k, v in loaded.critic.items()})
+
+    def walk(prefix, value):
+        if isinstance(value, torch.Tensor):
+            flat[prefix] = value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+        else:
+            flat[prefix] = value
+
+    walk("state", {k: v for k, v in loaded.state.items() if k != "elapsed"})
+    return flat
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_presets_hold_the_paper_defaults():
+    t = T.TrainConfig()
+    assert (t.iters, t.batch_size, t.critic_iters, t.lr, t.beta1, t.beta2) == (
+        200_000,
+        64,
+        10,
+        1e-4,
+        0.5,
+        0.9,
+    )
+    layers = T.layered_config()
+    assert layers["train"]["preset"] == "paper"
+    assert layers["model"] == {"dim": 512, "blocks": 5}
+    assert T.layered_config("small")["model"]["dim"] == 128
+    assert set(T.PRESETS) == {"paper", "small", "tiny"}
+
+
+def test_precedence_preset_then_file_then_flags(tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(
+        json.dumps(
+            {
+                "train": {"preset": "tiny", "lr": 0.002, "iters": 77},
+                "model": {"dim": 48, "vocab_size": 99, "seq_len": 8},
+                "lipschitz": {"lam": 5},
+                "fingerprint": "abc",
+            }
+        )
+    )
+    layers = T.layered_config(config_file=path, overrides={"train": {"lr": 0.003}})
+    assert layers["train"]["preset"] == "tiny"
+    assert layers["train"]["lr"] == 0.003  # flag beats file
+    assert layers["train"]["iters"] == 77  # file beats preset
+    assert layers["train"]["batch_size"] == T.PRESETS["tiny"]["train"]["batch_size"]
+    assert layers["model"] == {"dim": 48, "blocks": 1}  # corpus-derived fields dropped
+    assert layers["lipschitz"] == {"lam": 5}
+    assert T.layered_config("small", path)["train"]["preset"] == "small"  # flag beats file
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"train": {"bogus": 1}}, "unknown field train.bogus"),
+        ({"optimizer": {}}, "unknown section"),
+        ({"train": {"lr": "fast"}}, "train.lr must be a float"),
+        ({"train": {"iters": 2.5}}, "train.iters must be a int"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_bad_config_files(tmp_path, content, message):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(UserError, match=message):
+        T.layered_config(config_file=path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("critic_iters", 0, "--critic-iters must be at least 1"),
+        ("batch_size", 0, "--batch-size must be at least 1"),
+        ("iters", 0, "--iters must be at least 1"),
+        ("lr", 0.0, "--lr must be a positive number"),
+        ("lr", -1e-4, "--lr must be a positive number"),
+        ("lr", math.nan, "--lr must be a positive number"),
+        ("beta2", 1.0, "--beta2 must lie in"),
+        ("preset", "huge", "unknown preset"),
+        ("device", "tpu", "unknown device"),
+        ("max_minutes", 0.0, "--max-minutes"),
+    ],
+)
+def test_train_config_validation(field, value, message):
+    with pytest.raises(UserError, match=message):
+        T.TrainConfig(**{field: value}).validate()
+
+
+def test_run_config_roundtrips_through_json(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path)
+    assert config.model.vocab_size == len(prepared.vocab)
+    assert config.model.seq_len == 32 and config.fingerprint == prepared.fingerprint
+    again = T.RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+def test_small_corpus_evaluates_at_most_its_heldout_size(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path, eval_samples=100_000)
+    assert config.train.eval_samples == len(prepared.heldout)
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def test_tiny_run_learns_the_unigram_distribution(corpus, tmp_path):
+    """Argmax samples of the tiny preset move toward the corpus: JS-1 falls well below its value
+    at initialization (about 0.49 bits there, about 0.2 after 300 iterations)."""
+    config, prepared = _config(
+        corpus, tmp_path, micro=False, iters=300, eval_every=150, ckpt_every=150
+    )
+    evaluator = JSEvaluator(prepared, n_samples=640, progress=False)
+    init = T.Trainer(config, prepared.train, torch.device("cpu")).generator
+    js_init = evaluator(np.concatenate(list(generate_ids(init, 640, seed=0))))["js1"]
+
+    result = T.train(config, prepared, progress=False)
+
+    assert result.iteration == 300 and result.stopped_by is None and result.exit_code == 0
+    assert result.last_eval["js1"] < 0.6 * js_init
+    assert result.last_eval["js1"] > result.last_eval["floor_js1"]
+    run = ck.RunDir(result.run_dir)
+    rows = _rows(result.run_dir)
+    train_rows = [r for r in rows if "critic_loss" in r]
+    eval_rows = [r for r in rows if "js1" in r]
+    assert [r["iter"] for r in train_rows] == list(range(10, 301, 10))
+    for key in ("critic_loss", "gen_loss", "wasserstein", "gp", "grad_norm"):
+        assert all(math.isfinite(r[key]) for r in train_rows), key
+    assert [r["iter"] for r in eval_rows] == [150, 300]
+    assert all(r["n_samples"] == 640 and {f"floor_js{n}" for n in (1, 2, 3, 4)} <= set(r)
+               for r in eval_rows)  # fmt: skip
+    times = [r["time"] for r in ck.read_rows(run.metrics)]
+    assert times == sorted(times) and times[0] > 0
+    samples = (run.samples / "iter_300.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(samples) == 640
+    symbols = {chr(s) for s in prepared.vocab.symbols} | {"\ufffd"}
+    assert set("".join(samples)) <= symbols
+    saved = json.loads(run.config.read_text())
+    assert saved["fingerprint"] == prepared.fingerprint
+    assert saved["train"]["preset"] == "tiny" and saved["model"]["dim"] == 32
+    assert [p.name for p in run.checkpoint_dirs()] == ["iter_0000150", "iter_0000300"]
+    assert ck.Vocab.load(run.vocab) == prepared.vocab
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(corpus, tmp_path):
+    common = {"iters": 6, "log_every": 1, "eval_every": 3, "eval_samples": 64}
+    runs = [
+        T.train(_config(corpus, tmp_path, name, seed=seed, **common)[0], progress=False)
+        for name, seed in (("a", 1), ("b", 1), ("c", 2))
+    ]
+    a, b, c = (_rows(r.run_dir) for r in runs)
+    assert len(a) == 8 and a == b
+    assert a != c
+
+
+def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
+    common = {"iters": 6, "log_every": 1, "eval_every": 3, "eval_samples": 64, "ckpt_every": 100}
+    straight = T.train(_config(corpus, tmp_path, "straight", **common)[0], progress=False)
+
+    def stop_at_3(trainer, k):
+        if k == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = T.train(_config(corpus, tmp_path, "split", **common)[0], False, hooks=[stop_at_3])
+    assert stopped.iteration == 3 and stopped.stopped_by == signal.SIGTERM
+    assert stopped.exit_code == 128 + signal.SIGTERM
+    assert stopped.checkpoint.name == "iter_0000003"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    times_before = [r["time"] for r in ck.read_rows(stopped.run_dir / ck.METRICS)]
+
+    resumed = T.resume(stopped.run_dir, progress=False)
+    assert resumed.iteration == 6 and resumed.stopped_by is None
+
+    want = _tensors(straight.checkpoint)
+    got = _tensors(resumed.checkpoint)
+    assert want.keys() == got.keys()
+    for key, value in want.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, got[key]), key
+        else:
+            assert value == got[key], key
+    assert _rows(resumed.run_dir) == _rows(straight.run_dir)
+    times = [r["time"] for r in ck.read_rows(resumed.run_dir / ck.METRICS)]
+    assert times[: len(times_before)] == times_before and times == sorted(times)
+
+    extended = T.resume(stopped.run_dir, {"iters": 8}, progress=False)
+    assert extended.iteration == 8
+    assert json.loads((stopped.run_dir / ck.CONFIG).read_text())["train"]["iters"] == 8
+    with pytest.raises(UserError, match="already at iteration 8"):
+        T.resume(stopped.run_dir, progress=False)
+    with pytest.raises(UserError, match="--lr cannot change when resuming"):
+        T.resume(stopped.run_dir, {"iters": 10, "lr": 1.0}, progress=False)
+
+
+def test_resume_drops_rows_logged_after_the_checkpoint(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path, iters=4, log_every=1, eval_every=100,
+                               ckpt_every=2, eval_samples=32)  # fmt: skip
+    result = T.train(config, prepared, progress=False)
+    # As if killed after logging iteration 4 but before its checkpoint was written.
+    ck.RunDir(result.run_dir).checkpoint_dirs()[-1].rename(result.run_dir / "moved")
+    T.resume(result.run_dir, progress=False)
+    iters = [r["iter"] for r in _rows(result.run_dir) if "critic_loss" in r]
+    assert iters == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("poison_at", "log_every", "kept"), [(3, 1, 2), (4, 10, 2), (1, 10, None)])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(
+    corpus, tmp_path, poison_at, log_every, kept
+):
+    config, prepared = _config(corpus, tmp_path, iters=8, log_every=log_every, ckpt_every=2,
+                               eval_every=100, eval_samples=32)  # fmt: skip
+
+    def poison(trainer, k):
+        if k == poison_at:
+            with torch.no_grad():
+                next(trainer.critic.parameters()).fill_(math.nan)
+
+    with pytest.raises(UserError, match="training diverged") as err:
+        T.train(config, prepared, progress=False, hooks=[poison])
+    run = ck.RunDir(tmp_path / "run")
+    names = [p.name for p in run.checkpoint_dirs()]
+    if kept is None:
+        assert names == [] and "no checkpoint was written" in str(err.value)
+    else:
+        assert names == [f"iter_{kept:07d}"] and names[0] in str(err.value)
+        loaded = ck.load_checkpoint(run.path)
+        assert all(torch.isfinite(v).all() for v in loaded.critic.values())
+    assert all(math.isfinite(r.get("critic_loss", 0.0)) for r in ck.read_rows(run.metrics))
+
+
+def test_new_run_never_overwrites_an_existing_directory(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path, iters=1, eval_samples=16)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="already exists"):
+        T.train(config, prepared, progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
+
+
+def test_load_generator_samples_vocabulary_text(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path, iters=2, eval_samples=16)
+    result = T.train(config, prepared, progress=False)
+    generator, vocab, ckpt = T.load_generator(result.run_dir, "cpu")
+    assert vocab == prepared.vocab and ckpt.iteration == 2 and not generator.training
+    batches = list(T.sample_text(generator, vocab, 50, batch_size=16))
+    assert [len(b) for b in batches] == [16, 16, 16, 2]
+    lines = [line for b in batches for line in b]
+    assert all(len(line) <= 32 for line in lines)
+    assert set("".join(lines)) <= {chr(s) for s in vocab.symbols} | {"\ufffd"}
+    again = [line for b in T.sample_text(generator, vocab, 50, batch_size=16) for line in b]
+    assert again == lines  # the seed fixes the samples
+
+
+def test_meter_averages_over_the_interval():
+    meter = T._Meter()
+    for v in (1.0, 2.0, 6.0):
+        meter.add("critic", {"critic_loss": torch.tensor(v)})
+    meter.add("gen", {"gen_loss": torch.tensor(-1.0)})
+    assert meter.means() == {"critic_loss": 3.0, "gen_loss": -1.0}
+    meter.reset()
+    assert meter.means() == {}
