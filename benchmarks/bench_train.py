@@ -26,6 +26,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -184,8 +185,11 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
             f"ratio {ratio:5.2f}x   (min of {repeats})",
             flush=True,
         )
-    critic_flops = count_flops(pair.trainer.critic_step)
-    gen_flops = count_flops(pair.trainer.generator_step)
+    # FLOPs of the same step run eagerly (the counter does not follow compiled code).
+    eager = Trainer(replace(pair.config, train=replace(t, compile=False)), pair.ids, device)
+    critic_flops = count_flops(eager.critic_step)
+    gen_flops = count_flops(eager.generator_step)
+    del eager
     if critic_flops is not None and gen_flops is not None:
         flops = t.critic_iters * critic_flops + gen_flops
         rate = flops / result["full iteration"]["textgan"] / 1e9
@@ -204,12 +208,51 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
     return result
 
 
+def overhead(preset: str, args: argparse.Namespace, device: torch.device) -> dict:
+    """Share of training time spent in evaluation and checkpointing at the preset's intervals,
+    measured with the training loop's own functions on the built-in pydocs corpus."""
+    import tempfile
+
+    from textgan.checkpoint import RunDir
+    from textgan.corpus import prepare
+    from textgan.train import _evaluate, _evaluator, _RunOutput
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = CorpusConfig(corpus="pydocs", data_dir=str(Path(tmp) / "data"))
+        prepared = prepare(corpus, progress=False)
+        values = PRESETS[preset]
+        train = {**values["train"], "preset": preset, "precision": args.precision}
+        model = ModelConfig(
+            vocab_size=len(prepared.vocab), seq_len=prepared.seq_len, **values["model"]
+        )
+        t = TrainConfig(**train)
+        t = TrainConfig(**{**train, "eval_samples": min(t.eval_samples, len(prepared.heldout))})
+        config = RunConfig(corpus, model, LipschitzConfig(), t, prepared.fingerprint)
+        trainer = Trainer(config, prepared.train, device)
+        evaluator = _evaluator(config, prepared, progress=False)
+        output = _RunOutput(RunDir.create(Path(tmp) / "run"), progress=False)
+        output.config(config, prepared.vocab)
+        meter = _Meter()
+        step = min_time(lambda: trainer.step(meter), device, repeats=args.iter_repeats)
+        evaluate = min_time(lambda: _evaluate(trainer, evaluator, config), device, repeats=3)
+        save = min_time(lambda: output.checkpoint(trainer, t.keep), device, repeats=3)
+    share = (evaluate / t.eval_every + save / t.ckpt_every) / step
+    print(
+        f"  overhead at {preset}: iteration {step:.4f} s, evaluation {evaluate:.3f} s every "
+        f"{t.eval_every}, checkpoint {save:.3f} s every {t.ckpt_every}: {share:.1%} of training"
+    )
+    return {"iteration": step, "evaluate": evaluate, "checkpoint": save, "share": share}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--presets", default="paper,small,tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16"])
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    ap.add_argument(
+        "--compile-mode", default=None, help="torch.compile mode (reduce-overhead: CUDA graphs)"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="critic / generator step repeats")
     ap.add_argument("--iter-repeats", type=int, default=3, help="full-iteration repeats")
     ap.add_argument(
@@ -219,10 +262,17 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument(
+        "--overhead", action="store_true", help="also time evaluation + checkpoints (pydocs)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.compile_mode:
+        from textgan import fast
+
+        fast.COMPILE_OPTIONS[device.type] = {"mode": args.compile_mode}
     info = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "torch": torch.__version__,
@@ -237,7 +287,11 @@ def main() -> None:
     }
     for dtype, rates in peaks.items():
         print(f"peak {dtype}: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()))
-    results = [bench_preset(p, args, device) for p in args.presets.split(",")]
+    results = []
+    for preset in args.presets.split(","):
+        results.append(bench_preset(preset, args, device))
+        if args.overhead:
+            results[-1]["overhead"] = overhead(preset, args, device)
     print("\nfraction of measured peak reached by textgan's full iteration:")
     for r in results:
         if "textgan_gflops" in r:

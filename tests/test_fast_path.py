@@ -144,15 +144,24 @@ def test_native_bf16_on_this_machine():
 
 
 def test_configure_device_sets_tf32_only_for_tf32():
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    backends = torch.backends
+    saved = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark)
     try:
         fast.configure_device(torch.device("cuda"), "tf32")
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert backends.cuda.matmul.allow_tf32 and backends.cudnn.allow_tf32
+        assert backends.cudnn.benchmark
         fast.configure_device(torch.device("cuda"), "fp32")
-        assert not torch.backends.cuda.matmul.allow_tf32
-        assert not torch.backends.cudnn.allow_tf32
+        assert not backends.cuda.matmul.allow_tf32 and not backends.cudnn.allow_tf32
+        backends.cudnn.allow_tf32 = True  # PyTorch's default, which bf16 leaves alone
+        fast.configure_device(torch.device("cuda"), "bf16")
+        assert backends.cudnn.allow_tf32 and not backends.cuda.matmul.allow_tf32
+        backends.cudnn.benchmark = False
+        fast.configure_device(CPU, "fp32")  # nothing global changes for the CPU
+        assert not backends.cudnn.benchmark
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark) = (
+            saved
+        )
 
 
 def test_compiled_falls_back_when_compile_is_unavailable(monkeypatch):
@@ -251,3 +260,55 @@ def test_compiled_step_matches_eager():
     torch.testing.assert_close(stats_c["grad_norm"], stats_e["grad_norm"], rtol=1e-4, atol=1e-6)
     for a, b in zip(grads_c, grads_e, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_cuda_fast_path_matches_plain_fp32(precision):
+    device = torch.device("cuda")
+    fast.configure_device(device, "fp32")
+    cfg, gen, critic = _nets(vocab=20, seq_len=16, dim=64, blocks=2)
+    real, fake = (t.to(device) for t in _batch(cfg, gen, n=16))
+    critic.to(device)
+    lip = lipschitz.LipschitzConfig()
+
+    def run(fn, prec):
+        fast.configure_device(device, prec)
+        rng = torch.Generator(device).manual_seed(3)
+        with fast.autocast(device, prec):
+            loss, stats = fn(critic, real, fake, lip, rng=rng)
+        return loss.detach(), stats, torch.autograd.grad(loss, list(critic.parameters()))
+
+    ref = run(lipschitz.critic_loss, "fp32")
+    got = run(fast.critic_loss, precision)
+    fast.configure_device(device, "fp32")
+    tol = {"fp32": 1e-4, "tf32": 0.02, "bf16": 0.02}[precision]
+    assert _rel(got[0], ref[0]) < tol
+    for key in ("gp", "grad_norm", "wasserstein"):
+        assert _rel(got[1][key], ref[1][key]) < tol, key
+    weights = [(a, b) for a, b in zip(got[2], ref[2], strict=True) if b.norm() > 1e-6]
+    assert max(_rel(a, b) for a, b in weights) < 4 * tol
+
+
+@cuda
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_trainer_steps(compile):
+    cfg = ModelConfig(vocab_size=12, seq_len=8, dim=16, blocks=1)
+    config = RunConfig(
+        CorpusConfig(),
+        cfg,
+        lipschitz.LipschitzConfig(),
+        TrainConfig(preset="tiny", batch_size=8, critic_iters=2, device="cuda", compile=compile),
+    )
+    ids = np.random.default_rng(0).integers(2, 12, size=(100, 8)).astype(np.uint8)
+    trainer = Trainer(config, ids, torch.device("cuda"))
+    assert trainer.fast.precision == ("bf16" if fast.native_bf16(trainer.device) else "fp32")
+    for _ in range(3):
+        loss, stats = trainer.critic_step()
+        gen_loss = trainer.generator_step()
+    assert torch.isfinite(loss) and torch.isfinite(gen_loss) and stats["grad_norm"] > 0
+    if compile:
+        assert trainer.fast._penalized.error is None  # compiled, not fallen back

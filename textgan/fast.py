@@ -38,6 +38,9 @@ Tensor = torch.Tensor
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
+# torch.compile options per device type (benchmarks/bench_train.py --compile-mode sets them).
+COMPILE_OPTIONS: dict[str, dict[str, Any]] = {"cpu": {}, "cuda": {}}
+
 
 # -- precision ---------------------------------------------------------------------------------
 
@@ -63,12 +66,13 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def configure_device(device: torch.device, precision: str) -> None:
-    """Global backend switches for ``precision`` on ``device`` (TF32 on or off on CUDA)."""
+    """Global backend switches on CUDA: cuDNN picks the fastest convolution algorithm for our
+    fixed shapes; TF32 is on for ``tf32``, off for ``fp32`` (bf16 leaves PyTorch's defaults)."""
     if device.type == "cuda":
-        tf32 = precision == "tf32"
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = True
+        if precision in ("fp32", "tf32"):
+            torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = precision == "tf32"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -180,7 +184,8 @@ class FastPath:
         self.precision = resolve_precision(precision, device)
         configure_device(device, self.precision)
         self.explicit = fast_loss_supported(critic, cfg)
-        wrap = Compiled if compile else _identity
+        options = COMPILE_OPTIONS.get(device.type, {})
+        wrap = (lambda fn: Compiled(fn, **options)) if compile else _identity
         self._generate = wrap(self._generate_eager)
         self._penalized = wrap(_penalized_loss)
         self._generator_loss = wrap(lipschitz.generator_loss)
