@@ -78,7 +78,7 @@ _TRAIN_SECTIONS = {
     "train": (
         "iters", "batch_size", "critic_iters", "lr", "beta1", "beta2", "seed", "device",
         "log_every", "eval_every", "eval_samples", "ckpt_every", "keep", "max_minutes", "name",
-        "run_dir",
+        "run_dir", "precision", "compile",
     ),
 }  # fmt: skip
 _FIELD_OF = {"lipschitz": "kind", "lipschitz_target": "target"}
@@ -136,6 +136,17 @@ def _flag(name: str) -> str:
 @click.option("--max-minutes", type=float, help="Stop (evaluated, saved) after this many minutes.")
 @click.option("--name", help="Run name: the run goes to runs/NAME [<corpus>-<date>-<time>].")
 @click.option("--run-dir", help="Run directory (instead of runs/NAME).")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "tf32", "bf16"]),
+    help="Arithmetic: bf16 autocast with fp32 weights, tf32 (CUDA), fp32; auto = bf16 where the "
+    "device computes it natively [auto].",
+)
+@click.option(
+    "--compile/--no-compile",
+    default=None,
+    help="torch.compile the step (falls back to eager if it cannot) [no-compile].",
+)
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def train(
     preset: str | None,

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from textgan import checkpoint as ckpt_io
+from textgan import fast
 from textgan.checkpoint import Checkpoint, RunDir
 from textgan.corpus import CorpusConfig, PreparedCorpus, prepare
 from textgan.errors import UserError
@@ -44,8 +45,6 @@ from textgan.lipschitz import (
     after_critic_step,
     apply_constraint,
     check_critic_norm,
-    critic_loss,
-    generator_loss,
 )
 from textgan.models import Critic, Generator, ModelConfig, count_parameters, one_hot
 from textgan.vocab import Vocab
@@ -75,6 +74,8 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep: int = 3
     max_minutes: float | None = None  # wall-clock budget of this call; ends like the last iter
+    precision: str = "auto"  # fp32 | tf32 | bf16 | auto (textgan.fast)
+    compile: bool = False  # torch.compile the step, falling back to eager if it cannot
     name: str | None = None
     run_dir: str | None = None
 
@@ -105,6 +106,9 @@ class TrainConfig:
             raise UserError(f"--max-minutes must be a positive number, got {self.max_minutes}")
         if self.seed < 0:
             raise UserError(f"--seed must be 0 or more, got {self.seed}")
+        if self.precision not in fast.PRECISIONS:
+            choices = ", ".join(fast.PRECISIONS)
+            raise UserError(f"unknown --precision {self.precision!r}; choose one of {choices}")
         if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
             raise UserError(f"unknown device {self.device!r}; use auto, cpu, cuda[:N] or mps")
 
@@ -156,6 +160,8 @@ RESUMABLE = (
     "eval_every",
     "ckpt_every",
     "keep",
+    "precision",
+    "compile",
 )
 
 
@@ -332,6 +338,9 @@ class Trainer:
         betas = (t.beta1, t.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=betas)
+        self.fast = fast.FastPath(
+            self.generator, self.critic, config.lipschitz, device, t.precision, t.compile
+        )
         data_seq, noise_seq, eps_seq = np.random.SeedSequence(t.seed).spawn(3)
         self.data_rng = np.random.default_rng(data_seq)
         self.noise_rng = torch.Generator(device).manual_seed(_seed_int(noise_seq))
@@ -349,13 +358,13 @@ class Trainer:
         z = self.generator.sample_noise(
             self.config.train.batch_size, self.device, generator=self.noise_rng
         )
-        return self.generator(z)
+        return self.fast.generate(z)
 
     def critic_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         real = self.real_batch()
         with torch.no_grad():
             fake = self.fake_batch()
-        loss, stats = critic_loss(self.critic, real, fake, self.config.lipschitz, rng=self.eps_rng)
+        loss, stats = self.fast.critic_loss(real, fake, rng=self.eps_rng)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -365,7 +374,7 @@ class Trainer:
     def generator_step(self) -> torch.Tensor:
         self.critic.requires_grad_(False)
         try:
-            loss = generator_loss(self.critic, self.fake_batch())
+            loss = self.fast.generator_loss(self.fake_batch())
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
