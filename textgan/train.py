@@ -703,15 +703,16 @@ def _load_vocab(path: Path) -> Vocab:
 def _check_corpus(config: RunConfig, prepared: PreparedCorpus, vocab: Vocab | None) -> None:
     """The prepared data must be the data the model was built for."""
     what = f"corpus {config.corpus.corpus!r} (cache {prepared.path})"
-    if vocab is not None and prepared.vocab != vocab:
-        raise UserError(
-            f"{what} has a different vocabulary ({len(prepared.vocab)} ids) than the run "
-            f"({len(vocab)} ids); the checkpoint cannot be trained on it"
-        )
     if len(prepared.vocab) != config.model.vocab_size or prepared.seq_len != config.model.seq_len:
         raise UserError(
-            f"{what} has vocabulary {len(prepared.vocab)} and sequence length "
-            f"{prepared.seq_len}, the model {config.model.vocab_size} and {config.model.seq_len}"
+            f"{what} does not fit the model: vocabulary {len(prepared.vocab)} and sequence length "
+            f"{prepared.seq_len} there, {config.model.vocab_size} and {config.model.seq_len} in "
+            "the model"
+        )
+    if vocab is not None and prepared.vocab != vocab:
+        raise UserError(
+            f"{what} maps ids to other symbols than the run's vocab.json; the checkpoint "
+            "cannot be trained on it"
         )
     if config.fingerprint and prepared.fingerprint != config.fingerprint:
         raise UserError(
