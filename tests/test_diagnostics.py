@@ -120,3 +120,45 @@ def test_append_writes_one_line_per_record(tmp_path):
     append_diagnostics(tmp_path, {"iter": 2})
     lines = (tmp_path / "diagnostics.jsonl").read_text().splitlines()
     assert [json.loads(line)["iter"] for line in lines] == [1, 2]
+
+
+def _tiny_run(tmp_path, gbw_dir, name, diag_every):
+    from textgan import train as T
+
+    layers = T.layered_config(
+        "tiny",
+        overrides={
+            "corpus": {
+                "corpus": str(gbw_dir),
+                "data_dir": str(tmp_path / "data"),
+                "max_lines": 2000,
+            },
+            "model": {"dim": 16},
+            "lipschitz": {"kind": "gp"},
+            "train": {
+                "iters": 4,
+                "batch_size": 8,
+                "critic_iters": 2,
+                "log_every": 1,
+                "eval_every": 100,
+                "eval_samples": 32,
+                "diag_every": diag_every,
+                "run_dir": str(tmp_path / name),
+            },
+        },
+    )
+    config, prepared = T.resolve_run_config(layers, progress=False)
+    T.train(config, prepared, progress=False)
+    run = tmp_path / name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    diags = [json.loads(line) for line in (run / "diagnostics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows], diags
+
+
+def test_training_logs_diagnostics_without_changing_the_run(tmp_path, gbw_dir):
+    rows_often, diags_often = _tiny_run(tmp_path, gbw_dir, "often", diag_every=1)
+    rows_once, diags_once = _tiny_run(tmp_path, gbw_dir, "once", diag_every=100)
+    assert [d["iter"] for d in diags_often] == [1, 2, 3, 4]
+    assert [d["iter"] for d in diags_once] == [4]  # the last iteration always
+    assert rows_often == rows_once  # same losses, same JS: diagnostics draw no training RNG
+    assert diags_often[-1] == diags_once[-1]

@@ -149,10 +149,15 @@ def test_default_out_dir():
     assert str(default_out_dir(["runs/a", "runs/b"])) == "plots"
 
 
-def test_write_run_plots_warns_instead_of_raising(tmp_path):
+def test_write_run_plots_warns_instead_of_raising(tmp_path, recwarn):
     (tmp_path / "empty").mkdir()
+    assert write_run_plots(tmp_path / "empty") == []  # nothing logged yet: silently nothing
+    assert not recwarn.list
+    run = make_run(tmp_path / "r", diagnostics=False)
+    (run / "plots").mkdir()
+    (run / "plots" / "training.png").mkdir()  # a folder where the PNG goes
     with pytest.warns(UserWarning, match="could not write plots"):
-        assert write_run_plots(tmp_path / "empty") == []
+        assert write_run_plots(run) == []
 
 
 def _cli(*args, cwd=None):

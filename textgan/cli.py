@@ -78,7 +78,7 @@ _TRAIN_SECTIONS = {
     "train": (
         "iters", "batch_size", "critic_iters", "lr", "beta1", "beta2", "seed", "device",
         "log_every", "eval_every", "eval_samples", "ckpt_every", "keep", "max_minutes", "name",
-        "run_dir", "precision", "compile",
+        "run_dir", "diag_every", "precision", "compile",
     ),
 }  # fmt: skip
 _FIELD_OF = {"lipschitz": "kind", "lipschitz_target": "target"}
@@ -131,6 +131,9 @@ def _flag(name: str) -> str:
 @click.option("--log-every", type=int, help="Iterations between metrics.jsonl rows [10].")
 @click.option("--eval-every", type=int, help="Iterations between JS evaluations [100].")
 @click.option("--eval-samples", type=int, help="Argmax samples per evaluation [640].")
+@click.option(
+    "--diag-every", type=int, help="Iterations between critic diagnostics (and the last) [100]."
+)
 @click.option("--ckpt-every", type=int, help="Iterations between checkpoints [1000].")
 @click.option("--keep", type=int, help="Checkpoints kept [3].")
 @click.option("--max-minutes", type=float, help="Stop (evaluated, saved) after this many minutes.")
@@ -382,3 +385,61 @@ def prepare(force: bool, progress: bool, **options) -> None:
 
     prepared = prepare_corpus(CorpusConfig(**options), force=force, progress=progress)
     click.echo(summary(prepared))
+
+
+@main.group()
+def study() -> None:
+    """Reproducible comparisons: several runs, one table, overlaid figures."""
+
+
+@study.command("lipschitz")
+@click.option("--corpus", required=True, help="billion_words | pydocs | a path | hf:ID[:CONFIG].")
+@click.option("--preset", default="small", show_default=True, help="paper | small | tiny.")
+@click.option(
+    "--minutes", type=float, default=3.0, show_default=True, help="Training time per constraint."
+)
+@click.option(
+    "--constraints",
+    default="gp,gp-one-sided,gp-fd,clip,sn,none",
+    show_default=True,
+    help="Comma-separated constraints, one run each.",
+)
+@click.option("--out", help="Study folder (must be new or empty) [runs/study-lipschitz-<time>].")
+@click.option("--iters", type=int, help="Also stop each run at this iteration [the preset's].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed shared by all runs.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@click.option("--data-dir", default="data", show_default=True, help="Prepared corpus caches.")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bars.")
+def study_lipschitz(
+    corpus: str,
+    preset: str,
+    minutes: float,
+    constraints: str,
+    out: str | None,
+    iters: int | None,
+    seed: int,
+    device: str,
+    data_dir: str,
+    progress: bool,
+) -> None:
+    """Train one run per Lipschitz constraint for the same wall-clock budget and compare them.
+
+    Writes OUT/<constraint>/ (ordinary runs), OUT/study.md and OUT/study.json (final JS-1..4
+    with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c) and
+    OUT/plots/ (all runs overlaid).
+    """
+    from textgan.study import StudyConfig, lipschitz_study, markdown_table, parse_constraints
+
+    cfg = StudyConfig(
+        corpus=corpus,
+        preset=preset,
+        minutes=minutes,
+        constraints=parse_constraints(constraints),
+        seed=seed,
+        device=device,
+        iters=iters,
+        overrides={"corpus": {"data_dir": data_dir}},
+    )
+    result = lipschitz_study(cfg, out, progress=progress, echo=lambda s: click.echo(s, err=True))
+    click.echo(markdown_table(result), nl=False)
+    click.echo(f"study written to {result['out']}", err=True)

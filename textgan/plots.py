@@ -193,6 +193,9 @@ def plot_summary(run_dirs: Sequence[str | Path], path: str | Path) -> Path:
 
 def write_run_plots(run_dir: str | Path) -> list[Path]:
     """Refresh ``RUN/plots/`` during training; warns instead of raising, training goes on."""
+    metrics = Path(run_dir) / METRICS_FILE
+    if not metrics.is_file() or metrics.stat().st_size == 0:
+        return []  # nothing logged yet (a checkpoint before the first row): nothing to draw
     try:
         return plot_runs([run_dir])
     except Exception as err:  # a figure must never stop a run

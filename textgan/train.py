@@ -71,6 +71,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 100
     eval_samples: int = 640
+    diag_every: int = 100  # critic diagnostics (textgan/diagnostics.py) → diagnostics.jsonl
     ckpt_every: int = 1000
     keep: int = 3
     max_minutes: float | None = None  # wall-clock budget of this call; ends like the last iter
@@ -90,6 +91,7 @@ class TrainConfig:
             ("log_every", "--log-every"),
             ("eval_every", "--eval-every"),
             ("eval_samples", "--eval-samples"),
+            ("diag_every", "--diag-every"),
             ("ckpt_every", "--ckpt-every"),
             ("keep", "--keep"),
         ):
@@ -158,6 +160,7 @@ RESUMABLE = (
     "device",
     "log_every",
     "eval_every",
+    "diag_every",
     "ckpt_every",
     "keep",
     "precision",
@@ -508,6 +511,18 @@ class _RunOutput:
             path = self.run.samples / f"iter_{iteration}.txt"
             ckpt_io.atomic_write_text(path, "".join(line + "\n" for line in lines))
 
+    def diagnostics(self, trainer: Trainer, iteration: int) -> None:
+        if self.active:
+            from textgan.diagnostics import append_diagnostics, diagnose_trainer
+
+            append_diagnostics(self.run.path, diagnose_trainer(trainer, iteration))
+
+    def plots(self) -> None:
+        if self.active:
+            from textgan.plots import write_run_plots
+
+            write_run_plots(self.run.path)  # warns, never raises
+
     def config(self, config: RunConfig, vocab: Vocab) -> None:
         if self.active:
             ckpt_io.write_json(self.run.config, config.to_dict())
@@ -687,6 +702,7 @@ def resume(
     output = _RunOutput(run, progress)
     if output.active:
         ckpt_io.truncate_rows(run.metrics, ckpt.iteration)
+        ckpt_io.truncate_rows(run.path / "diagnostics.jsonl", ckpt.iteration)
         ckpt_io.write_json(run.config, config.to_dict())
     return _loop(config, prepared, trainer, evaluator, output, hooks, last_ckpt=ckpt.path)
 
@@ -784,7 +800,9 @@ def _loop(
         if _nonfinite(means) or not trainer.params_finite():
             _diverged(trainer.iteration, means, last_ckpt)
         trainer.elapsed = elapsed()
-        return output.checkpoint(trainer, t.keep)
+        path = output.checkpoint(trainer, t.keep)
+        output.plots()
+        return path
 
     with _StopFlag(output) as stop, bar:
         budget = math.inf if t.max_minutes is None else 60.0 * t.max_minutes
@@ -806,6 +824,8 @@ def _loop(
                 output.rows([{"iter": k, "time": round(elapsed(), 3), **last_eval}])
                 output.samples(k, samples_to_text(ids, prepared.vocab))
                 postfix["JS4"] = f"{last_eval.get('js4', float('nan')):.3f}"
+            if k % t.diag_every == 0 or last:
+                output.diagnostics(trainer, k)
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             for hook in hooks:
