@@ -88,6 +88,33 @@ def test_time_budget_stops_each_run_early(tmp_path, gbw_dir):
         assert (run / "checkpoints" / f"iter_{row['iterations']:07d}").is_dir()
 
 
+def test_interrupted_run_ends_the_study_with_a_table(tmp_path, gbw_dir, monkeypatch):
+    import dataclasses
+    import signal
+
+    from textgan import train as T
+
+    real_train = T.train
+
+    def interrupted(*args, **kwargs):  # as if Ctrl-C arrived during the first run
+        return dataclasses.replace(real_train(*args, **kwargs), stopped_by=signal.SIGINT)
+
+    monkeypatch.setattr(T, "train", interrupted)
+    cfg = StudyConfig(
+        corpus=str(gbw_dir),
+        preset="tiny",
+        iters=2,
+        constraints=("sn", "gp"),
+        overrides=_overrides(tmp_path / "data"),
+    )
+    out = tmp_path / "study"
+    result = lipschitz_study(cfg, out, progress=False, echo=lambda _: None)
+    assert result["stopped_by"] == signal.SIGINT
+    assert [r["constraint"] for r in result["rows"]] == ["sn"]
+    assert result["rows"][0]["status"] == "interrupted before its budget"
+    assert not (out / "gp").exists() and "| sn (stopped) | 2 |" in (out / "study.md").read_text()
+
+
 def test_seconds_per_iteration_is_the_median_rate():
     rows = [{"iter": i, "time": t} for i, t in ((10, 1.0), (20, 2.0), (30, 9.0), (40, 10.0))]
     assert seconds_per_iteration(rows) == pytest.approx(0.1)

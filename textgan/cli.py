@@ -421,7 +421,7 @@ def study_lipschitz(
     device: str,
     data_dir: str,
     progress: bool,
-) -> None:
+) -> int:
     """Train one run per Lipschitz constraint for the same wall-clock budget and compare them.
 
     Writes OUT/<constraint>/ (ordinary runs), OUT/study.md and OUT/study.json (final JS-1..4
@@ -443,3 +443,4 @@ def study_lipschitz(
     result = lipschitz_study(cfg, out, progress=progress, echo=lambda s: click.echo(s, err=True))
     click.echo(markdown_table(result), nl=False)
     click.echo(f"study written to {result['out']}", err=True)
+    return 0 if result["stopped_by"] is None else 128 + result["stopped_by"]

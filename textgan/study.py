@@ -122,28 +122,35 @@ def lipschitz_study(
         config, prepared = resolve_run_config(_layers(cfg, kind, out / kind), progress=progress)
         runs.append((kind, config, prepared))
     _warm_imports()
-    statuses = {}
+    statuses: dict[str, str] = {}
+    stopped_by = None
     for n, (kind, config, prepared) in enumerate(runs, start=1):
         echo(f"study {n}/{len(runs)}: {kind}, {cfg.minutes:g} min → {out / kind}")
         try:
-            train(config, prepared, progress=progress)
-            statuses[kind] = "ok"
+            stopped_by = train(config, prepared, progress=progress).stopped_by
         except UserError as err:
             if not (out / kind / "config.json").is_file():
                 raise  # it never started: a setup error, not a result
             statuses[kind] = f"stopped: {err}"
             echo(f"study {n}/{len(runs)}: {kind} {statuses[kind]}")
-    rows = [summarize_run(out / kind, statuses[kind]) for kind, _, _ in runs]
+            continue
+        if stopped_by is not None:  # Ctrl-C / SIGTERM: tabulate what ran, train no more
+            statuses[kind] = "interrupted before its budget"
+            echo(f"study {n}/{len(runs)}: {kind} interrupted; no further runs")
+            break
+        statuses[kind] = "ok"
+    done = [kind for kind in cfg.constraints if kind in statuses]
     result = {
         "study": "lipschitz",
         "out": str(out),
         "settings": {**asdict(cfg), "constraints": list(cfg.constraints)},
-        "floors": _floors(out, cfg.constraints),
-        "rows": rows,
+        "floors": _floors(out, done),
+        "rows": [summarize_run(out / kind, statuses[kind]) for kind in done],
+        "stopped_by": stopped_by,
     }
     atomic_write_text(out / "study.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "study.md", markdown_table(result))
-    logged = [out / kind for kind in cfg.constraints if read_rows(out / kind / METRICS_FILE)]
+    logged = [out / kind for kind in done if read_rows(out / kind / METRICS_FILE)]
     if logged:
         plot_runs(logged, out / "plots")
         plot_summary(logged, out / "summary.png")
