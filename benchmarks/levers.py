@@ -139,18 +139,21 @@ class Setup:
         return step
 
 
+CLOCK = time.perf_counter
+
+
 def time_round_robin(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Minimum seconds per call of each step, calls interleaved (after one warm-up each)."""
     for name, step in steps.items():
-        start = time.perf_counter()
+        start = CLOCK()
         step()
-        print(f"  warm-up {name}: {time.perf_counter() - start:.2f} s", flush=True)
+        print(f"  warm-up {name}: {CLOCK() - start:.2f} s", flush=True)
     best = dict.fromkeys(steps, float("inf"))
     for _ in range(repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
+            start = CLOCK()
             step()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], CLOCK() - start)
     return best
 
 
@@ -198,7 +201,16 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--conv", action="store_true", help="time convolution formulations instead")
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="measure this process's CPU time instead of wall time (robust to other processes' "
+        "load; use with --threads 1)",
+    )
     args = ap.parse_args()
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
