@@ -169,6 +169,7 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
         (["--constraints", "gp,bogus"], "unknown constraint(s) bogus"),
         (["--minutes", "-1"], "--minutes must be a positive number"),
         (["--out", tmp_path / "full"], "already exists and is not empty"),
+        (["--diag-every", "0"], "--diag-every must be at least 1"),
     ):
         res = _cli("study", "lipschitz", "--corpus", "pydocs", *args, cwd=tmp_path)
         assert res.returncode == 2, res.stderr

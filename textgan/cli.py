@@ -406,6 +406,8 @@ def study() -> None:
 )
 @click.option("--out", help="Study folder (must be new or empty) [runs/study-lipschitz-<time>].")
 @click.option("--iters", type=int, help="Also stop each run at this iteration [the preset's].")
+@click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
+@click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed shared by all runs.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
 @click.option("--data-dir", default="data", show_default=True, help="Prepared corpus caches.")
@@ -417,6 +419,8 @@ def study_lipschitz(
     constraints: str,
     out: str | None,
     iters: int | None,
+    eval_every: int | None,
+    diag_every: int | None,
     seed: int,
     device: str,
     data_dir: str,
@@ -425,11 +429,14 @@ def study_lipschitz(
     """Train one run per Lipschitz constraint for the same wall-clock budget and compare them.
 
     Writes OUT/<constraint>/ (ordinary runs), OUT/study.md and OUT/study.json (final JS-1..4
-    with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c) and
-    OUT/plots/ (all runs overlaid).
+    with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c),
+    OUT/plots/ (all runs overlaid) and OUT/summary.png (one comparison figure).
     """
     from textgan.study import StudyConfig, lipschitz_study, markdown_table, parse_constraints
 
+    schedule = {
+        k: v for k, v in (("eval_every", eval_every), ("diag_every", diag_every)) if v is not None
+    }
     cfg = StudyConfig(
         corpus=corpus,
         preset=preset,
@@ -438,7 +445,7 @@ def study_lipschitz(
         seed=seed,
         device=device,
         iters=iters,
-        overrides={"corpus": {"data_dir": data_dir}},
+        overrides={"corpus": {"data_dir": data_dir}, "train": schedule},
     )
     result = lipschitz_study(cfg, out, progress=progress, echo=lambda s: click.echo(s, err=True))
     click.echo(markdown_table(result), nl=False)
