@@ -312,3 +312,20 @@ def test_cuda_trainer_steps(compile):
     assert torch.isfinite(loss) and torch.isfinite(gen_loss) and stats["grad_norm"] > 0
     if compile:
         assert trainer.fast._penalized.error is None  # compiled, not fallen back
+
+
+def test_adam_is_fused_and_matches_the_default_update():
+    torch.manual_seed(0)
+    weights = [torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
+    copies = [w.detach().clone().requires_grad_(True) for w in weights]
+    fused = fast.adam(weights, 1e-2, (0.5, 0.9), CPU)
+    plain = torch.optim.Adam(copies, lr=1e-2, betas=(0.5, 0.9))
+    assert fused.defaults["fused"]
+    for _ in range(3):
+        grads = [torch.randn_like(w) for w in weights]
+        for w, c, g in zip(weights, copies, grads, strict=True):
+            w.grad, c.grad = g.clone(), g.clone()
+        fused.step()
+        plain.step()
+    for w, c in zip(weights, copies, strict=True):
+        torch.testing.assert_close(w, c, rtol=1e-5, atol=1e-6)

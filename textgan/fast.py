@@ -82,6 +82,15 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def adam(
+    params: Any, lr: float, betas: tuple[float, float], device: torch.device
+) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where PyTorch has one for ``device`` (CPU, CUDA):
+    several times faster than the default multi-tensor update on the paper's 14M weights."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
+
+
 # -- the critic's input gradient ---------------------------------------------------------------
 
 

@@ -339,8 +339,8 @@ class Trainer:
         self.generator = Generator(m).to(device)
         self.critic = apply_constraint(Critic(m).to(device), config.lipschitz)
         betas = (t.beta1, t.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=betas)
+        self.opt_g = fast.adam(self.generator.parameters(), t.lr, betas, device)
+        self.opt_d = fast.adam(self.critic.parameters(), t.lr, betas, device)
         self.fast = fast.FastPath(
             self.generator, self.critic, config.lipschitz, device, t.precision, t.compile
         )
