@@ -115,6 +115,14 @@ def test_same_inputs_same_record():
     assert a == b
 
 
+def test_weight_histogram_counts_nonfinite_weights_apart():
+    from textgan.diagnostics import weight_histogram
+
+    hist = weight_histogram([torch.tensor([-2.0, 0.0, 1.0, float("nan"), float("inf")])], bins=4)
+    assert hist["max_abs"] == 2.0 and hist["nonfinite"] == 2
+    assert hist["counts"] == [1, 0, 1, 1]  # bins of width 1 over [-2, 2]
+
+
 def test_append_writes_one_line_per_record(tmp_path):
     append_diagnostics(tmp_path, {"iter": 1})
     append_diagnostics(tmp_path, {"iter": 2})

@@ -61,12 +61,19 @@ def effective_weights(critic: nn.Module) -> list[torch.Tensor]:
 
 
 def weight_histogram(weights: list[torch.Tensor], bins: int = HIST_BINS) -> dict:
-    """Counts of all weights in ``bins`` equal bins over [−max|w|, max|w|]."""
+    """Counts of all finite weights in ``bins`` equal bins over [−max|w|, max|w|]; weights that
+    are NaN or infinite (a diverging critic) are counted apart, in ``nonfinite``."""
     flat = torch.cat([w.flatten().float() for w in weights])
-    max_abs = float(flat.abs().max())
+    finite = flat[flat.isfinite()]
+    max_abs = float(finite.abs().max()) if finite.numel() else 0.0
     bound = max_abs if max_abs > 0 else 1.0
-    counts = torch.histc(flat, bins=bins, min=-bound, max=bound)
-    return {"max_abs": max_abs, "bins": bins, "counts": [int(c) for c in counts.tolist()]}
+    counts = torch.histc(finite, bins=bins, min=-bound, max=bound)
+    return {
+        "max_abs": max_abs,
+        "bins": bins,
+        "counts": [int(c) for c in counts.tolist()],
+        "nonfinite": int(flat.numel() - finite.numel()),
+    }
 
 
 def clip_share(critic: nn.Module, clip: float, tolerance: float = CLIP_TOLERANCE) -> float:

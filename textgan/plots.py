@@ -356,6 +356,8 @@ def _weights_figure(runs: list[RunLog], labels: list[str]):
         title = f"{label}: critic weights at iteration {row['iter']}"
         if _is_number(row.get("clip_share")):
             title += f", {row['clip_share']:.0%} within 1 % of ±c"
+        if hist.get("nonfinite"):
+            title += f", {hist['nonfinite']:,} NaN/inf"
         ax.set_title(title)
         ax.set_ylabel("share of weights")
         ax.set_yscale("log")
