@@ -170,3 +170,31 @@ def test_training_logs_diagnostics_without_changing_the_run(tmp_path, gbw_dir):
     assert [d["iter"] for d in diags_once] == [4]  # the last iteration always
     assert rows_often == rows_once  # same losses, same JS: diagnostics draw no training RNG
     assert diags_often[-1] == diags_once[-1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_diagnostics_under_bf16(tmp_path, gbw_dir):
+    from textgan import train as T
+
+    layers = T.layered_config(
+        "tiny",
+        overrides={
+            "corpus": {"corpus": str(gbw_dir), "data_dir": str(tmp_path / "data")},
+            "lipschitz": {"kind": "sn"},
+            "train": {
+                "iters": 3,
+                "device": "cuda",
+                "precision": "bf16",
+                "diag_every": 1,
+                "eval_every": 100,
+                "run_dir": str(tmp_path / "run"),
+            },
+        },
+    )
+    config, prepared = T.resolve_run_config(layers, progress=False)
+    T.train(config, prepared, progress=False)
+    lines = (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()
+    diags = [json.loads(line) for line in lines]
+    assert [d["iter"] for d in diags] == [1, 2, 3]
+    assert all(n > 0 for n in diags[-1]["layer_grad_norms"]["norms"])
+    assert diags[-1]["weight_hist"]["nonfinite"] == 0
