@@ -208,3 +208,20 @@ def test_cli_plot_out_is_a_file_is_one_line_exit_2(tmp_path):
     (tmp_path / "afile").write_text("x")
     res = _cli("plot", run, "--out", tmp_path / "afile")
     assert res.returncode == 2 and res.stderr.startswith("textgan: error: cannot write plots")
+
+
+def test_runs_far_apart_get_a_log_axis_and_close_ones_a_linear_one(tmp_path):
+    from textgan.plots import _training_figure
+
+    a = make_run(tmp_path / "a", kind="gp", diagnostics=False, evals=False)
+    b = make_run(tmp_path / "b", kind="none", diagnostics=False, evals=False)
+    rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:  # an unconstrained critic: W and losses hundreds of times larger
+        row.update(wasserstein=300.0 * row["wasserstein"], critic_loss=300.0 * row["critic_loss"])
+    _write_jsonl(b / "metrics.jsonl", rows)
+    runs = [load_run(a), load_run(b)]
+    axes = _training_figure(runs, run_labels(runs)).axes
+    scales = {ax.get_ylabel().split("\n")[0]: ax.get_yscale() for ax in axes if ax.get_ylabel()}
+    assert scales["W estimate"] == "log"  # positive everywhere
+    assert scales["critic loss"] == "symlog"  # crosses zero
+    assert scales["generator loss"] == "linear"  # same scale in both runs

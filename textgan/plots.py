@@ -278,6 +278,23 @@ def _log_y(ax) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def _symlog_if_apart(ax, ratio: float = 50.0) -> None:
+    """Symmetric log y axis when one run's values dwarf another's (an unconstrained critic's W
+    estimate runs to hundreds while a penalized one stays near 1), so both stay readable."""
+    scales = [np.nanmax(np.abs(line.get_ydata()), initial=0.0) for line in ax.get_lines()]
+    scales = [v for v in scales if np.isfinite(v) and v > 0]
+    if len(scales) > 1 and max(scales) / min(scales) > ratio:
+        if all(np.nanmin(line.get_ydata(), initial=np.inf) > 0 for line in ax.get_lines()):
+            _log_y(ax)  # positive series (norms): a plain log axis labels every decade
+            return
+        from matplotlib.ticker import StrMethodFormatter
+
+        # The linear part around zero gets the width of two decades, so its ticks do not crowd.
+        linthresh = 10.0 ** np.ceil(np.log10(min(scales)))  # a decade: ticks at ±10ⁿ and 0
+        ax.set_yscale("symlog", linthresh=linthresh, linscale=2.0)
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+
+
 def _legend(fig, axes, labels: list[str]) -> None:
     """One legend for the whole figure when any axis has labelled lines."""
     handles, names = [], []
@@ -301,6 +318,7 @@ def _training_figure(runs: list[RunLog], labels: list[str]):
     for row, (key, ylabel) in enumerate(TRAIN_SERIES):
         axes[row, 0].set_ylabel(ylabel)
         for ax in axes[row]:
+            _symlog_if_apart(ax)
             ax.grid(alpha=0.3)
             if key == "wasserstein":
                 ax.axhline(0, color="0.5", lw=0.6)
