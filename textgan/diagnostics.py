@@ -106,6 +106,13 @@ def _input_grad_norms(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return grad.flatten(1).norm(dim=1)
 
 
+def _stream_seed(seed: int, iteration: int, stream: int) -> int:
+    """Independent seeds per (run seed, iteration, use): ε, real rows, generator noise."""
+    return int(
+        np.random.SeedSequence([seed, iteration, stream]).generate_state(1, np.uint64)[0] >> 1
+    )
+
+
 def _mean_std(values: torch.Tensor) -> dict:
     std = values.std() if values.numel() > 1 else torch.zeros(())
     return {"mean": float(values.mean()), "std": float(std)}
@@ -131,7 +138,7 @@ def critic_diagnostics(
     real = real.detach().float()
     fake = fake.detach().float()
     device = real.device
-    rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + iteration)
+    rng = torch.Generator(device=device).manual_seed(_stream_seed(seed, iteration, 0))
     with _buffers_restored(critic):
         groups = layer_groups(critic)
         loss, _ = critic_loss(critic, real, fake, lipschitz_cfg, rng=rng, monitor=False)
@@ -167,9 +174,10 @@ def diagnose_trainer(trainer, iteration: int) -> dict:
     """
     cfg, device = trainer.config, trainer.device
     seed, batch = cfg.train.seed, cfg.train.batch_size
-    rows = np.random.default_rng([seed, iteration]).integers(0, len(trainer.train_ids), batch)
+    data_rng = np.random.default_rng(_stream_seed(seed, iteration, 1))
+    rows = data_rng.integers(0, len(trainer.train_ids), batch)
     ids = torch.from_numpy(np.asarray(trainer.train_ids[rows], dtype=np.int64)).to(device)
-    noise = torch.Generator(device).manual_seed(seed * 1_000_003 + iteration)
+    noise = torch.Generator(device).manual_seed(_stream_seed(seed, iteration, 2))
     generator = _unwrap(trainer.generator)
     with torch.no_grad():
         fake = generator(generator.sample_noise(batch, device, generator=noise))
