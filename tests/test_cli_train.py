@@ -13,7 +13,8 @@ from textgan.cli import main
 from textgan.corpus import CorpusConfig, prepare
 
 MICRO = ["--preset", "tiny", "--dim", "16", "--batch-size", "16", "--critic-iters", "2",
-         "--eval-samples", "32", "--log-every", "1", "--no-progress"]  # fmt: skip
+         "--eval-samples", "32", "--log-every", "1", "--no-progress",
+         "--device", "cpu"]  # fmt: skip
 
 
 class _Payload:
@@ -210,7 +211,7 @@ def test_sample_writes_exactly_n_lines_of_vocabulary_text(trained):
     assert lines[-1] == "" and len(lines) == 26
     assert set("".join(lines)) <= _vocab_chars(trained)
     assert all(len(line) <= 32 for line in lines)
-    again = _invoke(["sample", "-n", "25", "--run", str(trained)])
+    again = _invoke(["sample", "-n", "25", "--run", str(trained), "--device", "cpu"])
     assert again.stdout == result.stdout  # same seed, same samples
 
 

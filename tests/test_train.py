@@ -18,7 +18,11 @@ from textgan.metrics import JSEvaluator
 from textgan.sampling import generate_ids
 
 # A few-second model: enough to check behaviour, never a timing.
-MICRO = {"model": {"dim": 16, "blocks": 1}, "train": {"batch_size": 16, "critic_iters": 2}}
+# CPU: the bit-for-bit claims are the CPU's (a GPU's kernels need not be deterministic).
+MICRO = {
+    "model": {"dim": 16, "blocks": 1},
+    "train": {"batch_size": 16, "critic_iters": 2, "device": "cpu"},
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -177,7 +181,7 @@ def test_tiny_run_learns_the_unigram_distribution(corpus, tmp_path):
     """Argmax samples of the tiny preset move toward the corpus: JS-1 falls well below its value
     at initialization (about 0.49 bits there, about 0.2 after 300 iterations)."""
     config, prepared = _config(
-        corpus, tmp_path, micro=False, iters=300, eval_every=150, ckpt_every=150
+        corpus, tmp_path, micro=False, iters=300, eval_every=150, ckpt_every=150, device="cpu"
     )
     evaluator = JSEvaluator(prepared, n_samples=640, progress=False)
     init = T.Trainer(config, prepared.train, torch.device("cpu")).generator
@@ -318,6 +322,31 @@ def test_load_generator_samples_vocabulary_text(corpus, tmp_path):
     assert set("".join(lines)) <= {chr(s) for s in vocab.symbols} | {"\ufffd"}
     again = [line for b in T.sample_text(generator, vocab, 50, batch_size=16) for line in b]
     assert again == lines  # the seed fixes the samples
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_stops_resumes_and_samples(corpus, tmp_path):
+    """The device paths: noise and ε generators on the GPU, their states saved and restored,
+    weights loaded back onto the GPU, sampling there."""
+    common = {"iters": 4, "log_every": 1, "eval_every": 2, "eval_samples": 64, "device": "cuda"}
+
+    def stop_at_2(trainer, k):
+        if k == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    config, prepared = _config(corpus, tmp_path, **common)
+    stopped = T.train(config, prepared, progress=False, hooks=[stop_at_2])
+    assert stopped.iteration == 2 and stopped.stopped_by == signal.SIGTERM
+    assert ck.load_checkpoint(stopped.checkpoint).state["rng"]["noise"].device.type == "cpu"
+    resumed = T.resume(stopped.run_dir, progress=False)
+    assert resumed.iteration == 4
+    rows = _rows(resumed.run_dir)
+    assert [r["iter"] for r in rows if "critic_loss" in r] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["critic_loss"]) for r in rows if "critic_loss" in r)
+    generator, vocab, _ = T.load_generator(resumed.run_dir, "cuda")
+    assert next(generator.parameters()).is_cuda
+    lines = [line for b in T.sample_text(generator, vocab, 20, temperature=0.7) for line in b]
+    assert len(lines) == 20
 
 
 def test_meter_averages_over_the_interval():
