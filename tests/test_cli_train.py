@@ -3,12 +3,15 @@
 import json
 import pathlib
 import shutil
+from dataclasses import fields
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from textgan import checkpoint as ck
+from textgan import cli
+from textgan import train as T
 from textgan.cli import main
 from textgan.corpus import CorpusConfig, prepare
 
@@ -71,6 +74,15 @@ def _copy(run, tmp_path):
 
 
 # -- train ---------------------------------------------------------------------------------------
+
+
+def test_every_config_field_has_a_train_flag():
+    for section, kind in T.SECTIONS.items():
+        flags = {cli._FIELD_OF.get(opt, opt) for opt in cli._TRAIN_SECTIONS[section]}
+        names = {f.name for f in fields(kind)} - set(T._DERIVED.get(section, ())) - {"preset"}
+        assert flags == names, section
+        params = {p.name for p in cli.train.params}
+        assert set(cli._TRAIN_SECTIONS[section]) <= params
 
 
 def test_train_writes_a_run_with_the_resolved_config(trained):

@@ -71,7 +71,7 @@ def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
 _TRAIN_SECTIONS = {
     "corpus": (
         "corpus", "data_dir", "seq_len", "tokens", "max_vocab", "max_lines", "holdout",
-        "text_column",
+        "corpus_seed", "text_column", "encoding_errors",
     ),
     "model": ("dim", "blocks", "kernel", "res_scale", "noise_dim", "critic_norm"),
     "lipschitz": ("lipschitz", "lam", "lipschitz_target", "clip"),
@@ -81,7 +81,7 @@ _TRAIN_SECTIONS = {
         "run_dir", "diag_every", "precision", "compile",
     ),
 }  # fmt: skip
-_FIELD_OF = {"lipschitz": "kind", "lipschitz_target": "target"}
+_FIELD_OF = {"lipschitz": "kind", "lipschitz_target": "target", "corpus_seed": "seed"}
 
 
 def _flag(name: str) -> str:
@@ -109,7 +109,13 @@ def _flag(name: str) -> str:
 @click.option("--max-vocab", type=int, help="Largest vocabulary, PAD and UNK included [256].")
 @click.option("--max-lines", type=int, help="Read at most this many lines [10,000,000].")
 @click.option("--holdout", type=int, help="Held-out lines [min(10,000, 10 %)].")
+@click.option("--corpus-seed", type=int, help="Seed of the corpus split and shuffle [0].")
 @click.option("--text-column", help="Column of a hub dataset that holds the text [text].")
+@click.option(
+    "--encoding-errors",
+    type=click.Choice(["strict", "replace"]),
+    help="Invalid UTF-8: stop at it, or replace it by U+FFFD [strict].",
+)
 @click.option("--dim", type=int, help="Channels of both networks [paper: 512].")
 @click.option("--blocks", type=int, help="Residual blocks of both networks [paper: 5].")
 @click.option("--kernel", type=int, help="Convolution width [5].")
