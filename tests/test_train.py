@@ -1,9 +1,11 @@
 """The training loop on the genuine Billion Word shards: config layering, learning, determinism,
 exact resume after a signal, divergence handling."""
 
+import dataclasses
 import json
 import math
 import os
+import pathlib
 import signal
 
 import numpy as np
@@ -357,3 +359,38 @@ def test_meter_averages_over_the_interval():
     assert meter.means() == {"critic_loss": 3.0, "gen_loss": -1.0}
     meter.reset()
     assert meter.means() == {}
+
+
+def test_max_minutes_ends_the_run_like_its_last_iteration(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path, iters=1000, max_minutes=1e-6, eval_samples=32)
+    result = T.train(config, prepared, progress=False)
+    assert result.iteration == 1 and result.stopped_by is None
+    assert result.checkpoint.name == "iter_0000001" and result.last_eval["n_samples"] == 32
+    assert T.resume(result.run_dir, {"max_minutes": 1e-6}, progress=False).iteration == 2
+
+
+def test_second_ctrl_c_aborts_at_once(tmp_path):
+    output = T._RunOutput(ck.RunDir(tmp_path), progress=False)
+    with T._StopFlag(output) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize(
+    ("corpus_name", "stem"),
+    [("pydocs", "pydocs"), ("hf:user/my set:cfg", "my-set-cfg"), ("/data/gbw/", "gbw")],
+)
+def test_default_run_names(corpus, tmp_path, monkeypatch, corpus_name, stem):
+    config, _ = _config(corpus, tmp_path)
+    train_cfg = dataclasses.replace(config.train, run_dir=None)
+    config = dataclasses.replace(
+        config, corpus=dataclasses.replace(config.corpus, corpus=corpus_name), train=train_cfg
+    )
+    monkeypatch.chdir(tmp_path)
+    path = T._default_run_dir(config)
+    assert path.parent == pathlib.Path("runs") and path.name.startswith(stem + "-20")
+    named = dataclasses.replace(config, train=dataclasses.replace(train_cfg, name="mine"))
+    assert T._default_run_dir(named) == pathlib.Path("runs/mine")
