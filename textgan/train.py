@@ -579,7 +579,7 @@ class TrainResult:
     iteration: int
     elapsed: float
     checkpoint: Path | None
-    last_eval: dict[str, Any] | None
+    last_eval: dict[str, Any] | None  # the latest evaluation row of metrics.jsonl
     stopped_by: int | None = None  # the signal that stopped it early, if any
 
     @property
@@ -816,8 +816,9 @@ def _loop(
                 meter.reset()
                 postfix["W"] = f"{means['wasserstein']:.3f}"
             if k % t.eval_every == 0 or last:
-                last_eval, ids = _evaluate(trainer, evaluator, config)
-                output.rows([{"iter": k, "time": round(elapsed(), 3), **last_eval}])
+                scores, ids = _evaluate(trainer, evaluator, config)
+                last_eval = {"iter": k, "time": round(elapsed(), 3), **scores}
+                output.rows([last_eval])
                 output.samples(k, samples_to_text(ids, prepared.vocab))
                 postfix["JS4"] = f"{last_eval.get('js4', float('nan')):.3f}"
             if k % t.diag_every == 0 or last:
@@ -859,7 +860,10 @@ def _end_line(result: TrainResult, config: RunConfig) -> str:
     )
     if result.last_eval:
         e = result.last_eval
-        text += f"; JS-4 {e['js4']:.3f} (floor {e['floor_js4']:.3f} at N={e['n_samples']})"
+        text += (
+            f"; JS-4 {e['js4']:.3f} at iteration {e['iter']:,} "
+            f"(floor {e['floor_js4']:.3f} at N={e['n_samples']})"
+        )
     if result.stopped_by is not None:
         text += f"; continue with: textgan train --resume {result.run_dir}"
     return text
