@@ -171,6 +171,15 @@ def test_run_config_roundtrips_through_json(corpus, tmp_path):
     assert again == config
 
 
+def test_a_runs_config_is_a_template_for_a_new_run(corpus, tmp_path):
+    config, _ = _config(corpus, tmp_path, "old", lr=0.002)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    layers = T.layered_config(config_file=path, overrides={"train": {"name": "new"}})
+    assert layers["train"]["lr"] == 0.002 and layers["train"]["name"] == "new"
+    assert "run_dir" not in layers["train"] and "vocab_size" not in layers["model"]
+
+
 def test_small_corpus_evaluates_at_most_its_heldout_size(corpus, tmp_path):
     config, prepared = _config(corpus, tmp_path, eval_samples=100_000)
     assert config.train.eval_samples == len(prepared.heldout)

@@ -242,14 +242,17 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """The sections of a ``--config`` JSON file: any subset of a ``config.json``'s fields.
 
     A run's own ``config.json`` is accepted as a template: its corpus-derived fields
-    (``fingerprint``, ``model.vocab_size``, ``model.seq_len``) are dropped.
+    (``fingerprint``, ``model.vocab_size``, ``model.seq_len``) are dropped, and so are the
+    old run's ``train.name`` and ``train.run_dir`` (the new run gets its own directory).
     """
     path = Path(path)
     data = ckpt_io.read_json(path, "config file")
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a JSON object of sections")
-    data.pop("fingerprint", None)
-    for section, keys in _DERIVED.items():
+    dropped = dict(_DERIVED)
+    if data.pop("fingerprint", None) is not None:
+        dropped["train"] = ("name", "run_dir")
+    for section, keys in dropped.items():
         for key in keys:
             if isinstance(data.get(section), dict):
                 data[section].pop(key, None)
