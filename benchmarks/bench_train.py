@@ -223,6 +223,7 @@ def overhead(preset: str, args: argparse.Namespace, device: torch.device) -> dic
         prepared = prepare(corpus, progress=False)
         values = PRESETS[preset]
         train = {**values["train"], "preset": preset, "precision": args.precision}
+        train.update(compile=args.compile, device=str(device))
         model = ModelConfig(
             vocab_size=len(prepared.vocab), seq_len=prepared.seq_len, **values["model"]
         )
