@@ -354,6 +354,8 @@ class Trainer:
         """A one-hot ``(B, V, L)`` batch of training rows drawn with replacement."""
         rows = self.data_rng.integers(0, len(self.train_ids), size=self.config.train.batch_size)
         ids = torch.from_numpy(np.asarray(self.train_ids[rows], dtype=np.int64))
+        if self.device.type == "cuda":
+            ids = ids.pin_memory()  # a copy from pinned memory does not stall the GPU queue
         return one_hot(ids.to(self.device, non_blocking=True), self.config.model.vocab_size)
 
     def fake_batch(self) -> torch.Tensor:
