@@ -193,6 +193,22 @@ def conv_formulations(dim: int, batch: int, seq_len: int, kernel: int, repeats: 
         print(f"{name:30s} {seconds * 1e3:8.2f} ms  {flops / seconds / 1e9:7.1f} GFLOP/s")
 
 
+def adam_update(preset: str, vocab: int, repeats: int) -> None:
+    """One Adam step on the critic's weights: the default multi-tensor update against fused."""
+    cfg = ModelConfig(vocab_size=vocab, **PRESETS[preset]["model"])
+    critic = Critic(cfg)
+    for p in critic.parameters():
+        p.grad = torch.randn_like(p)
+    steps = {}
+    for name, options in (("foreach (default)", {}), ("fused", {"fused": True})):
+        opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9), **options)
+        steps[name] = opt.step
+    best = time_round_robin(steps, repeats)
+    n = sum(p.numel() for p in critic.parameters())
+    for name, seconds in best.items():
+        print(f"Adam on {n:,} critic weights, {name:18s} {seconds * 1e3:8.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="paper", choices=sorted(PRESETS))
@@ -201,6 +217,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--conv", action="store_true", help="time convolution formulations instead")
+    ap.add_argument("--adam", action="store_true", help="time Adam, multi-tensor against fused")
     ap.add_argument(
         "--cpu-time",
         action="store_true",
@@ -214,6 +231,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.adam:
+        adam_update(args.preset, args.vocab, args.repeats)
+        return
     if args.conv:
         cfg = ModelConfig(vocab_size=args.vocab, **PRESETS[args.preset]["model"])
         batch = TrainConfig(**PRESETS[args.preset]["train"]).batch_size
