@@ -9,6 +9,7 @@ Euclidean error) of fp32 — the same error as autocast on the plain path.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -373,3 +374,28 @@ def test_cuda_channels_last_path_matches_plain_fp32():
     torch.testing.assert_close(got[0], ref[0], rtol=1e-4, atol=1e-5)
     for a, b in zip(grads_got, grads_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_optimizer_state_follows_the_weights_layout_after_loading():
+    # A checkpoint from a CUDA run (position-major weights) resumed on the CPU, or the reverse:
+    # fused Adam pairs elements by memory position, so the moments must be re-laid out.
+    torch.manual_seed(0)
+    w, g = torch.randn(4, 3, 5), torch.randn(4, 3, 5)
+    cl = torch.nn.Parameter(fast.channels_last(w.clone()))
+    plain = torch.nn.Parameter(w.clone())
+    opt_cl, opt_plain = (
+        fast.adam([cl], 0.1, (0.5, 0.9), CPU),
+        fast.adam([plain], 0.1, (0.5, 0.9), CPU),
+    )
+    cl.grad, plain.grad = fast.channels_last(g.clone()), g.clone()
+    opt_cl.step()
+    opt_plain.step()
+    # contiguous moments (a copy, as from a checkpoint) into a position-major weight
+    opt_cl.load_state_dict(copy.deepcopy(opt_plain.state_dict()))
+    fast.match_optimizer_layout(opt_cl)
+    assert opt_cl.state[cl]["exp_avg"].stride() == cl.stride()
+    for _ in range(3):
+        cl.grad, plain.grad = fast.channels_last(g.clone()), g.clone()
+        opt_cl.step()
+        opt_plain.step()
+    torch.testing.assert_close(cl, plain)

@@ -92,6 +92,20 @@ def adam(
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
 
 
+def match_optimizer_layout(*optimizers: torch.optim.Optimizer) -> None:
+    """Give every per-weight state tensor its weight's memory layout. Fused Adam pairs elements
+    by memory position, and a checkpoint written on another device (NCHW on the CPU,
+    position-major on CUDA) would otherwise mix up the moments of different weights."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            for p in group["params"]:
+                state = opt.state.get(p, {})
+                for key, value in state.items():
+                    moved = torch.is_tensor(value) and value.shape == p.shape
+                    if moved and value.stride() != p.stride():
+                        state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 # -- the critic's input gradient ---------------------------------------------------------------
 
 

@@ -427,6 +427,7 @@ class Trainer:
             state = ckpt.state
             self.opt_g.load_state_dict(state["optimizer_g"])
             self.opt_d.load_state_dict(state["optimizer_d"])
+            fast.match_optimizer_layout(self.opt_g, self.opt_d)
             rng = state["rng"]
             torch.set_rng_state(rng["torch"])
             self.data_rng.bit_generator.state = rng["data"]
