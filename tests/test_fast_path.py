@@ -10,6 +10,7 @@ Euclidean error) of fp32 — the same error as autocast on the plain path.
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from pathlib import Path
 
@@ -399,3 +400,25 @@ def test_optimizer_state_follows_the_weights_layout_after_loading():
         opt_cl.step()
         opt_plain.step()
     torch.testing.assert_close(cl, plain)
+
+
+def test_cli_precision_and_compile_flags(gbw_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from textgan.cli import main
+
+    data = ["--corpus", str(gbw_dir), "--data-dir", str(tmp_path / "data")]
+    micro = ["--preset", "tiny", "--dim", "8", "--batch-size", "8", "--critic-iters", "1",
+             "--eval-samples", "16", "--no-progress", "--device", "cpu"]  # fmt: skip
+    runner = CliRunner()
+    bad = runner.invoke(main, ["train", *data, *micro, "--precision", "tf32", "--run-dir",
+                               str(tmp_path / "bad")])  # fmt: skip
+    assert bad.exit_code == 2
+    assert "textgan: error: --precision tf32 needs a CUDA GPU" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    run = tmp_path / "ok"
+    ok = runner.invoke(main, ["train", *data, *micro, "--iters", "1", "--precision", "fp32",
+                              "--no-compile", "--run-dir", str(run)])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["precision"] == "fp32" and saved["compile"] is False
