@@ -154,7 +154,8 @@ def _flag(name: str) -> str:
 @click.option(
     "--compile/--no-compile",
     default=None,
-    help="torch.compile the step (falls back to eager if it cannot) [no-compile].",
+    help="torch.compile the step, on CUDA with CUDA graphs: 2.6x faster at paper on an H200 "
+    "(falls back to eager if it cannot; no gain on CPUs) [no-compile].",
 )
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def train(
