@@ -338,7 +338,7 @@ def test_adam_is_fused_and_matches_the_default_update():
 
 def test_channels_last_keeps_values_and_stores_positions_major():
     x = torch.randn(2, 3, 5)
-    y = fast.channels_last(x)
+    y = fast.to_position_major(x)
     torch.testing.assert_close(y, x, rtol=0, atol=0)
     assert y.stride() == (15, 1, 3)
     assert not _trainer(precision="fp32").fast.channels_last  # CPU: oneDNN has its own layout
@@ -382,13 +382,13 @@ def test_optimizer_state_follows_the_weights_layout_after_loading():
     # fused Adam pairs elements by memory position, so the moments must be re-laid out.
     torch.manual_seed(0)
     w, g = torch.randn(4, 3, 5), torch.randn(4, 3, 5)
-    cl = torch.nn.Parameter(fast.channels_last(w.clone()))
+    cl = torch.nn.Parameter(fast.to_position_major(w.clone()))
     plain = torch.nn.Parameter(w.clone())
     opt_cl, opt_plain = (
         fast.adam([cl], 0.1, (0.5, 0.9), CPU),
         fast.adam([plain], 0.1, (0.5, 0.9), CPU),
     )
-    cl.grad, plain.grad = fast.channels_last(g.clone()), g.clone()
+    cl.grad, plain.grad = fast.to_position_major(g.clone()), g.clone()
     opt_cl.step()
     opt_plain.step()
     # contiguous moments (a copy, as from a checkpoint) into a position-major weight
@@ -396,7 +396,7 @@ def test_optimizer_state_follows_the_weights_layout_after_loading():
     fast.match_optimizer_layout(opt_cl)
     assert opt_cl.state[cl]["exp_avg"].stride() == cl.stride()
     for _ in range(3):
-        cl.grad, plain.grad = fast.channels_last(g.clone()), g.clone()
+        cl.grad, plain.grad = fast.to_position_major(g.clone()), g.clone()
         opt_cl.step()
         opt_plain.step()
     torch.testing.assert_close(cl, plain)
@@ -422,3 +422,27 @@ def test_cli_precision_and_compile_flags(gbw_dir, tmp_path):
     assert ok.exit_code == 0, ok.output
     saved = json.loads((run / "config.json").read_text())["train"]
     assert saved["precision"] == "fp32" and saved["compile"] is False
+
+
+def test_position_major_layout_gives_the_same_step():
+    # The layout CUDA runs use, exercised on the CPU: same samples, loss, statistics, gradients.
+    cfg, gen, critic = _nets(vocab=11, seq_len=8, dim=16, blocks=2)
+    lip = lipschitz.LipschitzConfig()
+    z = torch.randn(6, cfg.noise_dim)
+    real, _ = _batch(cfg, gen)
+    plain = fast.FastPath(gen, critic, lip, CPU, "fp32")
+    with torch.no_grad():
+        fake = plain.generate(z)
+    ref = plain.critic_loss(real, fake, torch.Generator().manual_seed(5))
+    ref_grads = torch.autograd.grad(ref[0], list(critic.parameters()))
+    fast_cl = fast.FastPath(gen, critic, lip, CPU, "fp32", channels_last=True)
+    assert critic.blocks[0].conv1.weight.stride() == (16 * 5, 1, 16)
+    assert gen.blocks[1].conv2.weight.stride() == (16 * 5, 1, 16)
+    with torch.no_grad():
+        fake_cl = fast_cl.generate(z)
+    torch.testing.assert_close(fake_cl, fake, rtol=1e-5, atol=1e-6)
+    got = fast_cl.critic_loss(real, fake_cl, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[1]["grad_norm"], ref[1]["grad_norm"], rtol=1e-5, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(got[0], list(critic.parameters())), ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

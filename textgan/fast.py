@@ -199,6 +199,8 @@ class FastPath:
     ``critic_loss(real, fake, rng)`` is ``critic_loss`` above and ``generator_loss(fake)`` is
     ``lipschitz.generator_loss``; each runs under the run's autocast. With ``compile`` the parts
     free of random draws and of double backpropagation go through ``torch.compile``.
+    ``channels_last`` (default: on CUDA) stores convolution weights and activations
+    position-major; FastPath converts the weights in place when it is built.
     """
 
     def __init__(
@@ -209,6 +211,7 @@ class FastPath:
         device: torch.device,
         precision: str = "auto",
         compile: bool = False,
+        channels_last: bool | None = None,
     ) -> None:
         self.generator, self.critic, self.cfg, self.device = generator, critic, cfg, device
         self.precision = resolve_precision(precision, device)
@@ -220,12 +223,12 @@ class FastPath:
         # cuDNN's fast bf16/TF32 convolutions are NHWC: with NCHW tensors every convolution is
         # wrapped in two layout transposes (half the GPU time at paper size). Position-major
         # weights and activations avoid them; checkpoints store contiguous copies.
-        self.channels_last = device.type == "cuda"
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
         if self.channels_last:
             for module in (generator, critic):
                 for m in module.modules():
                     if isinstance(m, nn.Conv1d):
-                        m.weight.data = channels_last(m.weight.data)
+                        m.weight.data = to_position_major(m.weight.data)
         self._generate = wrap(self._generate_eager)
         self._penalized = wrap(_penalized_loss)
         self._generator_loss = wrap(lipschitz.generator_loss)
@@ -233,7 +236,7 @@ class FastPath:
     def _generate_eager(self, z: Tensor) -> Tensor:
         g = self.generator
         if self.channels_last:
-            h = channels_last(g.input(z).view(z.shape[0], g.cfg.dim, g.cfg.seq_len))
+            h = to_position_major(g.input(z).view(z.shape[0], g.cfg.dim, g.cfg.seq_len))
             logits = g.output(g.blocks(h))
         else:
             logits = g.logits(z)
@@ -257,7 +260,7 @@ class FastPath:
                 return lipschitz.critic_loss(self.critic, real, fake, self.cfg, rng=rng)
             x_hat = lipschitz._interpolate(real, fake, rng, shuffle=False)
             if self.channels_last:
-                real, fake, x_hat = map(channels_last, (real, fake, x_hat))
+                real, fake, x_hat = map(to_position_major, (real, fake, x_hat))
             return self._penalized(self.critic, real, fake, x_hat, self.cfg)
 
     def generator_loss(self, fake: Tensor) -> Tensor:
@@ -269,7 +272,7 @@ def _identity(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def channels_last(x: Tensor) -> Tensor:
+def to_position_major(x: Tensor) -> Tensor:
     """``x`` (N, C, L) with the same values stored position-major (strides (L·C, 1, C)): the
     layout cuDNN's NHWC kernels read directly."""
     return x.transpose(1, 2).contiguous().transpose(1, 2)
