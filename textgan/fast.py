@@ -129,19 +129,22 @@ def critic_input_grad(critic: Critic, x: Tensor) -> Tensor:
     critic's weights (``x`` itself is treated as a constant)."""
     cfg = critic.cfg
     pad = cfg.kernel // 2
-    masks = []
+    relu_inputs = []
     with torch.no_grad():
         h = critic.input(x)
         for block in critic.blocks:
             a = block.conv1(torch.relu(h))
-            masks.append(((h > 0).to(h.dtype), (a > 0).to(a.dtype)))
+            relu_inputs.append((h, a))
             h = h + block.res_scale * block.conv2(torch.relu(a))
+    # ReLU's own backward, ``grad · (input > 0)`` in one pass; the inputs carry no graph, so
+    # nothing flows back into the forward pass.
+    relu_grad = torch.ops.aten.threshold_backward
     # d score / d h_last is the output weight for every sample: the first transposed
     # convolution is the same for the whole batch, so it runs once, at batch size 1.
     g = critic.output.weight.view(1, cfg.dim, cfg.seq_len)
-    for block, (m1, m2) in zip(reversed(critic.blocks), reversed(masks), strict=True):
-        t = F.conv_transpose1d(g, block.conv2.weight, padding=pad) * m2
-        t = F.conv_transpose1d(t, block.conv1.weight, padding=pad) * m1
+    for block, (h, a) in zip(reversed(critic.blocks), reversed(relu_inputs), strict=True):
+        t = relu_grad(F.conv_transpose1d(g, block.conv2.weight, padding=pad), a, 0)
+        t = relu_grad(F.conv_transpose1d(t, block.conv1.weight, padding=pad), h, 0)
         g = g + block.res_scale * t
     g = g.expand(x.shape[0], -1, -1)
     return F.conv_transpose1d(g, critic.input.weight)
