@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 6, a few minutes on one CUDA GPU (H100: about 4 minutes).
+# The GPU check of issue 6, a few minutes on one CUDA GPU (143 s on an H200, 2026-11-26).
 #
 #   bash benchmarks/gpu_check.sh            # from the repository root; OUT=dir keeps the results
 #
