@@ -313,12 +313,13 @@ def main() -> None:
             f"peak {name} (best of start and end): "
             + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks[name].items())
         )
-    print("\nfraction of measured peak reached by textgan's full iteration:")
+    print("\nfraction of the measured peaks reached by textgan's full iteration:")
     for r in results:
         if "textgan_gflops" in r:
             parts = [
-                f"{r['textgan_gflops'] / max(rates.values()):.0%} of {dtype}"
+                f"{r['textgan_gflops'] / rate:.0%} of {dtype} {kind}"
                 for dtype, rates in peaks.items()
+                for kind, rate in rates.items()
             ]
             print(f"  {r['preset']:6s} ({r['precision']}): " + ", ".join(parts))
     if args.json:
