@@ -167,3 +167,16 @@ def test_missing_samples_file_and_too_short_reference(tmp_path):
     assert res.exit_code == 2 and "samples file" in res.output and "does not exist" in res.output
     res = _score(_write(tmp_path / "s.txt", ["hi"] * 5), "--reference", ref, "-n", "5")
     assert res.exit_code == 2 and "has 2 lines" in res.output
+
+
+def test_default_n_is_capped_at_a_small_held_out_split(tmp_path, gbw_lines):
+    text = tmp_path / "small.txt"
+    _write(text, gbw_lines[:3000])  # 300 held-out lines: fewer than the paper's 640
+    samples = tmp_path / "samples.txt"
+    _write(samples, gbw_lines[3000:4000])
+    args = [str(samples), "--corpus", str(text), "--data-dir", str(tmp_path / "data")]
+    res = _score(*args, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["n_samples"] == 300
+    res = _score(*args, "-n", "640")  # an explicit N is never lowered
+    assert res.exit_code == 2 and "300 lines" in res.output

@@ -261,7 +261,10 @@ def sample(
 @click.option("--run", "run_dir", help="Score against the corpus of this run directory.")
 @click.option("--reference", help="Score against a plain text file, one line per sentence.")
 @click.option(
-    "-n", "--n-samples", default=640, show_default=True, help="Samples scored (and real lines)."
+    "-n",
+    "--n-samples",
+    type=int,
+    help="Samples scored (and real lines) [640, or the whole held-out split when smaller].",
 )
 @click.option("--ngrams", default=4, show_default=True, help="Largest n of JS-n (1..6).")
 @click.option("--seq-len", default=32, show_default=True, help="Sequence length of --reference.")
@@ -275,7 +278,7 @@ def score(
     corpus: str | None,
     run_dir: str | None,
     reference: str | None,
-    n_samples: int,
+    n_samples: int | None,
     ngrams: int,
     seq_len: int,
     seed: int,
@@ -288,6 +291,7 @@ def score(
     diversity, each beside the same metric of N real held-out lines (the floor)."""
     import json
 
+    from textgan.metrics.reference import PAPER_N_SAMPLES
     from textgan.metrics.report import Scorer, encode_samples, format_table, read_lines
 
     if sum(x is not None for x in (corpus, run_dir, reference)) != 1:
@@ -296,16 +300,19 @@ def score(
         raise UserError("give a SAMPLES file (or '-' for stdin), or --real for the floor alone")
     if not 1 <= ngrams <= 6:
         raise UserError(f"--ngrams must be between 1 and 6 (got {ngrams})")
-    if n_samples < 1:
+    if n_samples is not None and n_samples < 1:
         raise UserError(f"-n must be positive (got {n_samples})")
     lines = None if real else read_lines(samples, "samples file")
     if reference is not None:
-        n = n_samples if lines is None else min(n_samples, len(lines))
+        n = n_samples or PAPER_N_SAMPLES
+        n = n if lines is None else min(n, len(lines))
         ref_lines = read_lines(reference, "reference file")
         scorer = Scorer.from_lines(ref_lines, f"reference {reference}", seq_len, n, ngrams, seed)
     else:
         prepared = _scored_corpus(corpus, run_dir, data_dir, progress)
         scorer = Scorer.from_prepared(prepared, ngrams, progress)
+    # The paper's N = 640 unless the held-out split is smaller; an explicit -n is never lowered.
+    n_samples = n_samples or min(PAPER_N_SAMPLES, len(scorer.heldout))
     encoded = None
     if lines is not None:
         encoded = encode_samples(lines[:n_samples], scorer.vocab, scorer.seq_len)

@@ -28,6 +28,9 @@ from textgan.metrics.ngrams import NgramCounts, check_order, count_all
 CACHE_NAME = "ngrams.npz"
 FORMAT_VERSION = 1
 
+# The reference scores 640 samples (ten batches of 64); JS is only comparable at equal N.
+PAPER_N_SAMPLES = 640
+
 
 class ReferenceNgrams:
     """Counts of the n-grams (n = 1..max_n) of a reference id array."""
@@ -162,7 +165,7 @@ class JSEvaluator:
     def __init__(
         self,
         prepared: Any,
-        n_samples: int = 640,
+        n_samples: int = PAPER_N_SAMPLES,
         max_n: int = 4,
         seed: int = 0,
         progress: bool = True,
