@@ -126,14 +126,13 @@ def test_summary_of_a_run_that_stopped_before_logging(tmp_path):
     (tmp_path / "none").mkdir()
     row = summarize_run(tmp_path / "none", "stopped: diverged")
     assert row["iterations"] == 0 and row["js4"] is None and row["clip_share"] is None
-    text = markdown_table(
-        {
-            "settings": {"corpus": "c", "preset": "small", "seed": 0, "minutes": 3.0},
-            "floors": {f"js{n}": 0.1 * n for n in range(1, 5)},
-            "rows": [row],
-        }
-    )
+    s = {"corpus": "c", "preset": "small", "seed": 0, "minutes": 3.0}
+    floors = {f"js{n}": 0.1 * n for n in range(1, 5)}
+    text = markdown_table({"settings": s, "floors": floors, "rows": [row]})
     assert "| none (stopped) | 0 | — |" in text and "none: stopped: diverged" in text
+    row.update(status="ok", wasserstein=-1.674e11, seconds_per_iter=0.15)
+    text = markdown_table({"settings": s, "floors": floors, "rows": [row]})
+    assert "| none | 0 | 0.15 | -1.67e+11 |" in text  # a diverged W stays readable
 
 
 @pytest.mark.parametrize(

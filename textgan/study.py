@@ -213,6 +213,8 @@ def _floors(out: Path, constraints: Sequence[str]) -> dict[str, float | None]:
 def _fmt(value: Any, spec: str = ".3f") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
+    if abs(value) >= 1e4:  # a diverging critic: W in the billions
+        return format(value, ".3g")
     return format(value, spec)
 
 
