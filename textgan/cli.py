@@ -46,24 +46,57 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option(
-    "--out",
-    type=click.Path(),
-    default=None,
-    help="Folder for the PNGs. Default: RUN_DIR/plots for one run, ./plots for several.",
+    "--corpus",
+    default="pydocs",
+    show_default=True,
+    help="billion_words | pydocs | a text file or folder | hf:ID[:CONFIG].",
 )
-def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
-    """Draw PNG figures of one or more runs (several runs overlaid, named by constraint).
+@click.option("--seq-len", default=32, show_default=True, help="Symbols kept per line.")
+@click.option(
+    "--tokens",
+    type=click.Choice(["chars", "bytes"]),
+    default="chars",
+    show_default=True,
+    help="Unicode characters or UTF-8 bytes.",
+)
+@click.option(
+    "--max-vocab", default=256, show_default=True, help="Largest vocabulary, PAD and UNK included."
+)
+@click.option(
+    "--max-lines", default=10_000_000, show_default=True, help="Read at most this many lines."
+)
+@click.option(
+    "--holdout",
+    type=int,
+    default=None,
+    help="Held-out lines [min(10,000, 10 %); billion_words: its held-out file].",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle.")
+@click.option("--text-column", default="text", show_default=True, help="Column of a hub dataset.")
+@click.option(
+    "--encoding-errors",
+    type=click.Choice(["strict", "replace"]),
+    default="strict",
+    show_default=True,
+    help="Invalid UTF-8: stop with its line number, or replace it by U+FFFD.",
+)
+@click.option(
+    "--data-dir",
+    default="data",
+    show_default=True,
+    help="Folder of caches (and of a local Billion Word copy).",
+)
+@click.option("--force", is_flag=True, help="Rebuild even when a matching cache exists.")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+def prepare(force: bool, progress: bool, **options) -> None:
+    """Read a corpus, cut each line to --seq-len symbols, split, and cache the id arrays
+    under --data-dir (reused when source and settings match)."""
+    from textgan.corpus import CorpusConfig, summary
+    from textgan.corpus import prepare as prepare_corpus
 
-    W estimate and losses against iterations and wall-clock time, JS-1..4 with their floors,
-    and, where the run logged diagnostics, the critic weight histogram, per-layer gradient norms
-    and input-gradient norms.
-    """
-    from textgan.plots import plot_runs
-
-    for path in plot_runs(run_dirs, out):
-        click.echo(path)
+    prepared = prepare_corpus(CorpusConfig(**options), force=force, progress=progress)
+    click.echo(summary(prepared))
 
 
 # Flags of `textgan train` by the config section they set; a flag sets the field of its own
@@ -348,57 +381,24 @@ def _scored_corpus(corpus: str | None, run_dir: str | None, data_dir: str, progr
 
 
 @main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option(
-    "--corpus",
-    default="pydocs",
-    show_default=True,
-    help="billion_words | pydocs | a text file or folder | hf:ID[:CONFIG].",
-)
-@click.option("--seq-len", default=32, show_default=True, help="Symbols kept per line.")
-@click.option(
-    "--tokens",
-    type=click.Choice(["chars", "bytes"]),
-    default="chars",
-    show_default=True,
-    help="Unicode characters or UTF-8 bytes.",
-)
-@click.option(
-    "--max-vocab", default=256, show_default=True, help="Largest vocabulary, PAD and UNK included."
-)
-@click.option(
-    "--max-lines", default=10_000_000, show_default=True, help="Read at most this many lines."
-)
-@click.option(
-    "--holdout",
-    type=int,
+    "--out",
+    type=click.Path(),
     default=None,
-    help="Held-out lines [min(10,000, 10 %); billion_words: its held-out file].",
+    help="Folder for the PNGs. Default: RUN_DIR/plots for one run, ./plots for several.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle.")
-@click.option("--text-column", default="text", show_default=True, help="Column of a hub dataset.")
-@click.option(
-    "--encoding-errors",
-    type=click.Choice(["strict", "replace"]),
-    default="strict",
-    show_default=True,
-    help="Invalid UTF-8: stop with its line number, or replace it by U+FFFD.",
-)
-@click.option(
-    "--data-dir",
-    default="data",
-    show_default=True,
-    help="Folder of caches (and of a local Billion Word copy).",
-)
-@click.option("--force", is_flag=True, help="Rebuild even when a matching cache exists.")
-@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
-def prepare(force: bool, progress: bool, **options) -> None:
-    """Read a corpus, cut each line to --seq-len symbols, split, and cache the id arrays
-    under --data-dir (reused when source and settings match)."""
-    from textgan.corpus import CorpusConfig, summary
-    from textgan.corpus import prepare as prepare_corpus
+def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
+    """Draw PNG figures of one or more runs (several runs overlaid, named by constraint).
 
-    prepared = prepare_corpus(CorpusConfig(**options), force=force, progress=progress)
-    click.echo(summary(prepared))
+    W estimate and losses against iterations and wall-clock time, JS-1..4 with their floors,
+    and, where the run logged diagnostics, the critic weight histogram, per-layer gradient norms
+    and input-gradient norms.
+    """
+    from textgan.plots import plot_runs
+
+    for path in plot_runs(run_dirs, out):
+        click.echo(path)
 
 
 @main.group()
