@@ -5,7 +5,9 @@ from textgan.vocab import PAD, UNK, Vocab, count_symbols, text_to_codes
 
 
 def _vocab(lines, seq_len=32, kind="chars", max_size=256):
-    return Vocab.from_counts(count_symbols(text_to_codes(lines, seq_len, kind), kind), kind, max_size)
+    return Vocab.from_counts(
+        count_symbols(text_to_codes(lines, seq_len, kind), kind), kind, max_size
+    )
 
 
 def test_ids_ordered_by_frequency_ties_by_code_point():
