@@ -45,48 +45,48 @@ def main() -> None:
     """Character-level text GANs: prepare a corpus, train, sample, score."""
 
 
+# Corpus flags shared by `prepare` (with these defaults) and `train` (unset by default: the
+# preset and --config decide, and the default is shown in the help).
+_CORPUS_FLAGS: list[tuple[str, dict, object, str]] = [
+    ("--corpus", {}, "pydocs", "billion_words | pydocs | a text file or folder | hf:ID[:CONFIG]."),
+    ("--data-dir", {}, "data", "Folder of corpus caches (and of a local Billion Word copy)."),
+    ("--seq-len", {"type": int}, 32, "Symbols kept per line."),
+    ("--tokens", {"type": click.Choice(["chars", "bytes"])}, "chars", "Characters or UTF-8 bytes."),
+    ("--max-vocab", {"type": int}, 256, "Largest vocabulary, PAD and UNK included."),
+    ("--max-lines", {"type": int}, 10_000_000, "Read at most this many lines."),
+    ("--holdout", {"type": int}, None, "Lines held out [min(10,000, 10 %); billion_words: own]."),
+    ("--text-column", {}, "text", "Column of a hub dataset that holds the text."),
+    (
+        "--encoding-errors",
+        {"type": click.Choice(["strict", "replace"])},
+        "strict",
+        "Invalid UTF-8: stop with its line number, or replace it by U+FFFD.",
+    ),
+]  # fmt: skip
+
+
+def _corpus_options(with_defaults: bool):
+    """Add the corpus flags to a command, with their defaults or unset (None)."""
+
+    def decorate(command):
+        for flag, extra, default, text in reversed(_CORPUS_FLAGS):
+            if with_defaults:
+                shown = default is not None
+                option = click.option(flag, default=default, show_default=shown, help=text, **extra)
+            else:
+                hint = f" [{default:,}]" if isinstance(default, int) else f" [{default}]"
+                option = click.option(
+                    flag, help=text + (hint if default is not None else ""), **extra
+                )
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @main.command()
-@click.option(
-    "--corpus",
-    default="pydocs",
-    show_default=True,
-    help="billion_words | pydocs | a text file or folder | hf:ID[:CONFIG].",
-)
-@click.option("--seq-len", default=32, show_default=True, help="Symbols kept per line.")
-@click.option(
-    "--tokens",
-    type=click.Choice(["chars", "bytes"]),
-    default="chars",
-    show_default=True,
-    help="Unicode characters or UTF-8 bytes.",
-)
-@click.option(
-    "--max-vocab", default=256, show_default=True, help="Largest vocabulary, PAD and UNK included."
-)
-@click.option(
-    "--max-lines", default=10_000_000, show_default=True, help="Read at most this many lines."
-)
-@click.option(
-    "--holdout",
-    type=int,
-    default=None,
-    help="Held-out lines [min(10,000, 10 %); billion_words: its held-out file].",
-)
-@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle.")
-@click.option("--text-column", default="text", show_default=True, help="Column of a hub dataset.")
-@click.option(
-    "--encoding-errors",
-    type=click.Choice(["strict", "replace"]),
-    default="strict",
-    show_default=True,
-    help="Invalid UTF-8: stop with its line number, or replace it by U+FFFD.",
-)
-@click.option(
-    "--data-dir",
-    default="data",
-    show_default=True,
-    help="Folder of caches (and of a local Billion Word copy).",
-)
+@_corpus_options(with_defaults=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle and the split.")
 @click.option("--force", is_flag=True, help="Rebuild even when a matching cache exists.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def prepare(force: bool, progress: bool, **options) -> None:
@@ -135,20 +135,8 @@ def _flag(name: str) -> str:
     type=click.Path(),
     help="Continue this run from its newest checkpoint (with --iters N: up to N iterations).",
 )
-@click.option("--corpus", help="billion_words | pydocs | a text file or folder | hf:ID[:CONFIG].")
-@click.option("--data-dir", help="Folder of prepared corpus caches [data].")
-@click.option("--seq-len", type=int, help="Characters per sequence [32].")
-@click.option("--tokens", type=click.Choice(["chars", "bytes"]), help="Symbols [chars].")
-@click.option("--max-vocab", type=int, help="Largest vocabulary, PAD and UNK included [256].")
-@click.option("--max-lines", type=int, help="Read at most this many lines [10,000,000].")
-@click.option("--holdout", type=int, help="Held-out lines [min(10,000, 10 %)].")
+@_corpus_options(with_defaults=False)
 @click.option("--corpus-seed", type=int, help="Seed of the corpus split and shuffle [0].")
-@click.option("--text-column", help="Column of a hub dataset that holds the text [text].")
-@click.option(
-    "--encoding-errors",
-    type=click.Choice(["strict", "replace"]),
-    help="Invalid UTF-8: stop at it, or replace it by U+FFFD [strict].",
-)
 @click.option("--dim", type=int, help="Channels of both networks [paper: 512].")
 @click.option("--blocks", type=int, help="Residual blocks of both networks [paper: 5].")
 @click.option("--kernel", type=int, help="Convolution width [5].")
