@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -32,12 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_corpus import GBW, SHARDS
 
-ROOT = Path(__file__).resolve().parents[1]
-GBW = Path(
-    os.environ.get("TEXTGAN_GBW_HELDOUT", ROOT.parent / "shared" / "corpora" / "gbw-heldout")
-)
-SHARDS = ("news.en.heldout-00010-of-00050", "news.en.heldout-00011-of-00050")
 SEQ_LEN, N_SAMPLES, MAX_N = 32, 640, 4
 TARGETS = {"js_ms": 100.0, "build_s": 60.0, "build_peak_gb": 2.0, "speedup": 50.0}
 

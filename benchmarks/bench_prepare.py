@@ -25,11 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-GBW = Path(
-    os.environ.get("TEXTGAN_GBW_HELDOUT", ROOT.parent / "shared" / "corpora" / "gbw-heldout")
-)
-SHARDS = ("news.en.heldout-00010-of-00050", "news.en.heldout-00011-of-00050")
+from shared_corpus import GBW, ROOT, SHARDS
+
 TARGETS = {"seconds": 60.0, "peak_gb": 1.5, "speedup": 5.0, "memory_ratio": 10.0}
 
 

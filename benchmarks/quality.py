@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from textgan.train import layered_config, resolve_run_config, train
+from shared_corpus import GBW
 
-GBW = Path(
-    os.environ.get("TEXTGAN_GBW_HELDOUT", Path(__file__).parents[2] / "shared/corpora/gbw-heldout")
-)
+from textgan.train import layered_config, resolve_run_config, train
 
 
 def run(args: argparse.Namespace, precision: str, seed: int, root: Path) -> dict:
