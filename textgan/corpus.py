@@ -354,7 +354,9 @@ def _read_files(files: list[Path], errors: str) -> Blocks:
 def _read_file(path: Path, errors: str) -> Blocks:
     """Blocks of whole lines of one file, decoded; NUL bytes and bad UTF-8 name the line."""
     offset = 0  # of the current block in the file
-    carry = b""
+    # Pieces of the unfinished last line, joined once its end is read: a line far longer than
+    # a block then costs linear time, not a copy and a rescan of everything so far per block.
+    carry: list[bytes] = []
     with open(path, "rb") as handle:
         if handle.read(3) == codecs.BOM_UTF8:  # as editors on Windows write UTF-8
             offset = 3
@@ -363,17 +365,18 @@ def _read_file(path: Path, errors: str) -> Blocks:
         while True:
             chunk = handle.read(BLOCK_BYTES)
             if not chunk:
-                if carry:
-                    yield _decode(carry, path, offset, errors), len(carry)
+                tail = b"".join(carry)
+                if tail:
+                    yield _decode(tail, path, offset, errors), len(tail)
                 return
-            data = carry + chunk if carry else chunk
-            cut = data.rfind(b"\n")
+            cut = chunk.rfind(b"\n")
             if cut < 0:
-                carry = data
+                carry.append(chunk)
                 continue
-            body, carry = data[:cut], data[cut + 1 :]
-            yield _decode(body, path, offset, errors), cut + 1
-            offset += cut + 1
+            body = b"".join([*carry, chunk[:cut]])
+            carry = [chunk[cut + 1 :]]
+            yield _decode(body, path, offset, errors), len(body) + 1
+            offset += len(body) + 1
 
 
 def _decode(body: bytes, path: Path, offset: int, errors: str) -> str:
