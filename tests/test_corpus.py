@@ -257,6 +257,8 @@ def test_billion_words_local_layout(tmp_path, gbw_files):
     ]
     capped = _prep(tmp_path, "billion_words", max_lines=8_000, holdout=100)
     assert _texts(capped, "heldout") == _seen_as(capped.vocab, held_lines[:100])
+    none = _prep(tmp_path, "billion_words", max_lines=8_000, holdout=0)
+    assert len(none.heldout) == 0 and none.meta["lines"]["heldout_read"] == 0
 
 
 def test_billion_words_found_through_textgan_data(tmp_path, monkeypatch, gbw_files):

@@ -568,6 +568,8 @@ def _collect(
     """Feed non-empty lines of ``blocks`` into ``rows`` until ``limit`` rows are kept;
     ``on_block(lines, advance)`` follows the progress."""
     tally = _Tally()
+    if rows.n >= limit:  # --holdout 0: leave the source unopened rather than misread a block
+        return tally
     for text, advance in blocks:
         parts = text.split("\n")
         room = limit - rows.n
