@@ -357,6 +357,18 @@ def test_hf_dataset_with_text_column(tmp_path, monkeypatch):
         _prep(tmp_path, name)
 
 
+def test_hf_dataset_crlf_rows_end_alike_wherever_a_batch_ends(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    (tmp_path / "ds").mkdir()
+    rows = [f"row {i}\r" for i in range(10)]
+    pq.write_table(pa.table({"text": rows}), tmp_path / "ds" / "train.parquet")
+    prepared = _prep(tmp_path, f"hf:{tmp_path / 'ds'}", holdout=0)
+    assert sorted(_texts(prepared)) == sorted(row[:-1] for row in rows)
+
+
 def test_hf_dataset_that_cannot_be_opened(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(UserError, match="cannot open hf:no-such-user/no-such-dataset"):

@@ -396,6 +396,12 @@ def _decode(body: bytes, path: Path, offset: int, errors: str) -> str:
                 "convert the file to UTF-8 or pass --encoding-errors replace"
             ) from None
         text = body.decode("utf-8", "textgan-replace")
+    return _lf_only(text)
+
+
+def _lf_only(text: str) -> str:
+    """Lines ended by LF alone: CRLF becomes LF, and a CR at the very end (whose LF was a block
+    cut or the end of a row) is dropped."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
         if text.endswith("\r"):
@@ -467,7 +473,7 @@ def _hub_blocks(kwargs: dict, split: str, column: str, label: str) -> Blocks:
         text = "\n".join(r or "" for r in rows)
         if "\0" in text:
             raise UserError(f"{label} holds NUL characters in column {column!r}; it is not text")
-        yield text.replace("\r\n", "\n"), len(rows)
+        yield _lf_only(text), len(rows)
 
 
 def _require_column(column: str, columns: list[str], label: str) -> None:
