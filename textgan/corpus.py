@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.vocab import PAD, RESERVED, TOKEN_KINDS, UNK, Vocab, text_to_codes
+from textgan.vocab import PAD, RESERVED, SYMBOL_SPACE, TOKEN_KINDS, UNK, Vocab, text_to_codes
 
 CACHE_FORMAT = 1
 ENCODING_ERRORS = ("strict", "replace")
@@ -61,7 +61,6 @@ BLOCK_BYTES = 65536  # read size: small blocks keep the temporaries small
 HUB_BATCH = 8192
 NETWORK_TIMEOUT_S = 3.0
 _ESC = 255  # provisional id of a symbol kept aside (no free one-byte slot)
-_SYMBOL_SPACE = {"chars": 0x110000, "bytes": 256}
 
 
 @dataclass(frozen=True)
@@ -490,7 +489,7 @@ class _Symbols:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.slot = np.full(_SYMBOL_SPACE[kind], _ESC, dtype=np.uint8)
+        self.slot = np.full(SYMBOL_SPACE[kind], _ESC, dtype=np.uint8)
         self.slot[0] = PAD
         self.symbols = [0]  # provisional id -> symbol
 

@@ -24,7 +24,7 @@ UNK = 1
 RESERVED = 2
 TOKEN_KINDS = ("chars", "bytes")
 FORMAT_VERSION = 1
-_SYMBOL_SPACE = {"chars": 0x110000, "bytes": 256}
+SYMBOL_SPACE = {"chars": 0x110000, "bytes": 256}  # symbol values of each kind: 0 .. size - 1
 # Private-use code points that stand for PAD and UNK while decoding a whole array at once.
 _PAD_MARK, _UNK_MARK = 0xE000, 0xE001
 
@@ -82,7 +82,7 @@ class Vocab:
         return text_to_codes(lines, seq_len, self.kind)
 
     def _lookup(self) -> np.ndarray:
-        table = np.full(_SYMBOL_SPACE[self.kind], UNK, dtype=self.dtype)
+        table = np.full(SYMBOL_SPACE[self.kind], UNK, dtype=self.dtype)
         table[0] = PAD
         table[np.asarray(self.symbols, dtype=np.int64)] = np.arange(
             RESERVED, len(self), dtype=self.dtype
@@ -202,4 +202,4 @@ def text_to_codes(lines: Sequence[str], seq_len: int, kind: str = "chars") -> np
 
 def count_symbols(codes: np.ndarray, kind: str = "chars") -> np.ndarray:
     """Counts of every symbol value in a code array (index = symbol; 0 = padding)."""
-    return np.bincount(codes.ravel(), minlength=_SYMBOL_SPACE[kind])
+    return np.bincount(codes.ravel(), minlength=SYMBOL_SPACE[kind])
