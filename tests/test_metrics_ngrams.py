@@ -94,3 +94,12 @@ def test_sort_fallback_when_index_range_is_too_large(gbw_ids, monkeypatch):
 def test_orders_longer_than_the_rows_are_empty():
     got = count_all(np.ones((3, 2), np.uint8), 3, 4)
     assert [c.total for c in got] == [6, 3, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_keys_are_uint64_whatever_the_id_dtype(dtype):
+    ids = np.random.default_rng(2).integers(0, 20, size=(60, 10)).astype(dtype)
+    for c in count_all(ids, 4, 20, chunk_rows=16):
+        want = NgramCounts.from_ids(ids, c.n, 20)
+        assert c.keys.dtype == np.uint64
+        assert np.array_equal(c.keys, want.keys) and np.array_equal(c.counts, want.counts)

@@ -132,10 +132,16 @@ def _dense_index(chunk: np.ndarray, levels: list[_Level], n: int, base: int) -> 
 
 
 def _count_level(
-    ids: np.ndarray, levels: list[_Level], n: int, base: int, chunks: list, tick: Callable
+    ids: np.ndarray,
+    levels: list[_Level],
+    n: int,
+    base: int,
+    size: int,
+    chunks: list,
+    tick: Callable,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct dense indices of the n-grams of ``ids`` and their counts."""
-    size = base * (len(levels[-1].present) if levels else 1)
+    """Sorted distinct dense indices (in ``0..size-1``) of the n-grams of ``ids``, and their
+    counts."""
     dense = size <= DENSE_LIMIT
     acc = np.zeros(size, dtype=np.int64) if dense else []
     for start, stop in chunks:
@@ -188,7 +194,7 @@ def _count_upto4(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
         keys = (pairs[:, :-2].astype(np.uint32) << np.uint32(16)) | pairs[:, 2:]
         fours = add_part(fours, unique_counts(keys))
         row_ends = {
-            3: pairs[:, -2].astype(np.uint64) * np.uint64(base) + chunk[:, -1],
+            3: pairs[:, -2].astype(np.uint64) * np.uint64(base) + chunk[:, -1].astype(np.uint64),
             2: pairs[:, -1],
             1: chunk[:, -1],
         }
@@ -226,8 +232,9 @@ def merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
 
 
 def _pair_keys(chunk: np.ndarray, base: int) -> np.ndarray:
-    """uint16 key ``a * base + b`` of every window of two ids."""
-    return chunk[:, :-1].astype(np.uint16) * np.uint16(base) + chunk[:, 1:]
+    """uint16 key ``a * base + b`` of every window of two ids (whatever the ids' dtype: a
+    signed one would promote the sums, and the keys, to int64 and then float64)."""
+    return chunk[:, :-1].astype(np.uint16) * np.uint16(base) + chunk[:, 1:].astype(np.uint16)
 
 
 def _count_chained(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
@@ -242,10 +249,11 @@ def _count_chained(ids, max_n, base, chunks, progress) -> list[NgramCounts]:
         if n > ids.shape[1]:
             result.append(NgramCounts(n, base, np.zeros(0, np.uint64), np.zeros(0, np.int64)))
             continue
-        present, counts = _count_level(ids, levels, n, base, chunks, tick)
+        size = base * (len(levels[-1].present) if levels else 1)
+        present, counts = _count_level(ids, levels, n, base, size, chunks, tick)
         last = (present % base).astype(np.uint64)
         keys = last if n == 1 else keys[present // base] * np.uint64(base) + last
         result.append(NgramCounts(n, base, keys, counts))
         if n < max_n:
-            levels.append(_Level(present, base * (len(levels[-1].present) if levels else 1)))
+            levels.append(_Level(present, size))
     return result
