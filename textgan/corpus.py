@@ -555,9 +555,12 @@ class _Rows:
         return self.buf[: self.n]
 
     def aside_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The symbols kept aside as three arrays (rows, columns, symbols)."""
         if not self.aside:
             return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint32)
-        return tuple(np.concatenate(parts) for parts in zip(*self.aside, strict=True))
+        if len(self.aside) > 1:  # joined once: the vocabulary and the final ids both ask
+            self.aside = [tuple(np.concatenate(parts) for parts in zip(*self.aside, strict=True))]
+        return self.aside[0]
 
 
 @dataclass
