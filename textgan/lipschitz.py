@@ -192,11 +192,11 @@ def critic_loss(
     """
     con = cfg.constraint
     need_grad = con.penalty is not None and con.slope == "gradient"
+    measure = need_grad or monitor  # ‖∇x̂ D‖ is needed (penalty) or reported (monitor)
     parts = [real, fake]
-    x_hat = None
-    if need_grad or monitor or con.slope == "difference":
-        x_hat = _interpolate(real, fake, rng, shuffle=False).requires_grad_(True)
-        parts.append(x_hat)
+    if measure or con.slope == "difference":
+        # Only a measured gradient needs x̂ as a leaf; gp-fd without monitoring stays first order.
+        parts.append(_interpolate(real, fake, rng, shuffle=False).requires_grad_(measure))
     if con.penalty is not None and con.slope == "difference":
         parts.append(_interpolate(real, fake, rng, shuffle=True))
     # Interpolates get their own call: a gradient through one batched call would differentiate
@@ -206,9 +206,9 @@ def critic_loss(
     loss = d_fake.mean() - d_real.mean()
 
     grad_norm = torch.full((), math.nan, device=real.device)
-    if x_hat is not None and (need_grad or monitor):
+    if measure:
         (grad,) = torch.autograd.grad(
-            scores[2].sum(), x_hat, create_graph=need_grad, retain_graph=True
+            scores[2].sum(), parts[2], create_graph=need_grad, retain_graph=True
         )
         norms = _per_sample_norm(grad)
         grad_norm = norms.mean()
