@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from textgan.lipschitz import LipschitzConfig, critic_loss
+from textgan.lipschitz import LipschitzConfig, _interpolate, _per_sample_norm, critic_loss
 from textgan.models import one_hot
+from textgan.plots import DIAGNOSTICS_FILE  # one name for the file that plots and study read
 
-DIAGNOSTICS_FILE = "diagnostics.jsonl"
 HIST_BINS = 101  # odd, so one bin is centred on zero
 CLIP_TOLERANCE = 0.01  # "at ±c" means |w| ≥ (1 − 1 %)·c
 
@@ -103,7 +103,7 @@ def _input_grad_norms(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """‖∇x D(x)‖₂ per sequence, over its whole V×L input."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x)
-    return grad.flatten(1).norm(dim=1)
+    return _per_sample_norm(grad)
 
 
 def _stream_seed(seed: int, iteration: int, stream: int) -> int:
@@ -150,8 +150,8 @@ def critic_diagnostics(
             norms.append(sum(sq[start : start + len(ps)]) ** 0.5)
             start += len(ps)
 
-        eps = torch.rand(real.shape[0], 1, 1, generator=rng, device=device)
-        points = {"real": real, "fake": fake, "interp": eps * real + (1 - eps) * fake}
+        interp = _interpolate(real, fake, rng, shuffle=False)  # as the penalty draws x̂
+        points = {"real": real, "fake": fake, "interp": interp}
         input_grad = {k: _mean_std(_input_grad_norms(critic, x)) for k, x in points.items()}
         hist = weight_histogram(effective_weights(critic), bins)
     share = clip_share(critic, lipschitz_cfg.clip) if lipschitz_cfg.kind == "clip" else None
