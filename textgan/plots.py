@@ -357,6 +357,17 @@ def _latest(run: RunLog, key: str) -> dict | None:
     return None
 
 
+def _layer_norms(run: RunLog) -> tuple[dict, list[str], np.ndarray] | None:
+    """The latest per-layer gradient norms: (row, layer names, norms with zeros as NaN, which a
+    log axis cannot show), or None without diagnostics."""
+    row = _latest(run, "layer_grad_norms")
+    if row is None:
+        return None
+    layers = row["layer_grad_norms"]
+    norms = np.asarray(layers["norms"], dtype=np.float64)
+    return row, list(layers["names"]), np.where(norms > 0, norms, np.nan)
+
+
 def _weights_figure(runs: list[RunLog], labels: list[str]):
     # One panel per run: clipped weights live in ±0.01, penalized ones spread far wider.
     fig, axes = _figure(len(runs), 1, 7, 2.4 * len(runs) + 0.4, margins=(0.9, 0.6, 0.4, 0.2))
@@ -389,16 +400,14 @@ def _grad_norms_figure(runs: list[RunLog], labels: list[str]):
     ax = axes[0, 0]
     names: list[str] = []
     for run, label, color in zip(runs, labels, _colors(len(runs)), strict=True):
-        row = _latest(run, "layer_grad_norms")
-        if row is None:
+        latest = _layer_norms(run)
+        if latest is None:
             continue
-        layers = row["layer_grad_norms"]
-        norms = np.asarray(layers["norms"], dtype=np.float64)
-        if len(layers["names"]) > len(names):
-            names = list(layers["names"])
+        row, layer_names, norms = latest
+        names = max(names, layer_names, key=len)
         ax.plot(
             np.arange(norms.size),
-            np.where(norms > 0, norms, np.nan),
+            norms,
             color=color,
             marker="o",
             label=f"{label} (iteration {row['iter']})",
@@ -416,8 +425,8 @@ def _grad_norms_figure(runs: list[RunLog], labels: list[str]):
 def _input_grad_figure(runs: list[RunLog], labels: list[str]):
     fig, axes = _figure(1, len(INPUT_POINTS), 12, 4, margins=(0.8, 1.1, 0.4, 0.2), gaps=(0.8, 0))
     for run, label, color in zip(runs, labels, _colors(len(runs)), strict=True):
+        rows = [r for r in run.diagnostics if isinstance(r.get("input_grad"), dict)]
         for ax, point in zip(axes[0], INPUT_POINTS, strict=True):
-            rows = [r for r in run.diagnostics if isinstance(r.get("input_grad"), dict)]
             stats = [(r["iter"], r["input_grad"].get(point)) for r in rows]
             stats = [(i, s["mean"], s["std"]) for i, s in stats if isinstance(s, dict)]
             if not stats:
@@ -457,11 +466,11 @@ def _summary_figure(runs: list[RunLog], labels: list[str]):
         stats = np.asarray([s for s in stats if _is_number(s[1])], dtype=np.float64)
         if stats.size:
             slope_ax.plot(_at_time(run, stats[:, 0]), stats[:, 1], color=color, marker=".")
-        row = _latest(run, "layer_grad_norms")
-        if row is not None:
-            norms = np.asarray(row["layer_grad_norms"]["norms"], dtype=np.float64)
-            names = max(names, list(row["layer_grad_norms"]["names"]), key=len)
-            layer_ax.plot(np.arange(norms.size), np.where(norms > 0, norms, np.nan), "o-", c=color)
+        latest = _layer_norms(run)
+        if latest is not None:
+            _, layer_names, norms = latest
+            names = max(names, layer_names, key=len)
+            layer_ax.plot(np.arange(norms.size), norms, "o-", c=color)
     js_ax.set_title("JS-4 of argmax samples (dashed: floor)")
     js_ax.set_ylim(bottom=0)
     slope_ax.set_title("‖∇x̂ D‖ at interpolates (mean)")
