@@ -116,3 +116,13 @@ def test_fluency_on_real_text_and_cache(gbw_lines, tmp_path, monkeypatch):
     assert KneserNeyLM.fit(ids[1000:], base=len(vocab)).nll(ids[:50]) == chunked.nll(ids[:50])
     monkeypatch.setattr(KneserNeyLM, "fit", lambda *a, **k: pytest.fail("refit"))
     assert KneserNeyLM.for_corpus(prepared).nll(ids[:1000])[0] == real
+
+
+@pytest.mark.parametrize("data", [b"", b"PK\x03\x04 cut short", b"not an npz"])
+def test_unreadable_cache_is_refit_and_replaced(tmp_path, data):
+    ids = np.array([[2, 3, 4, 0], [3, 4, 2, 2]], dtype=np.uint8)
+    prepared = SimpleNamespace(train=ids, path=tmp_path, vocab=range(5), fingerprint="f")
+    (tmp_path / "kn3.npz").write_bytes(data)
+    lm = KneserNeyLM.for_corpus(prepared, order=3)
+    cached, fingerprint = KneserNeyLM.load(tmp_path / "kn3.npz")
+    assert fingerprint == "f" and np.array_equal(cached.top_counts, lm.top_counts)

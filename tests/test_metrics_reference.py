@@ -54,8 +54,14 @@ def _stand_in_like(prepared, path, fingerprint):
     return SimpleNamespace(**{**vars(prepared), "path": path, "fingerprint": fingerprint})
 
 
-def test_unreadable_cache_is_replaced(prepared, tmp_path):
-    (tmp_path / "ngrams.npz").write_bytes(b"not an npz")
+@pytest.mark.parametrize("damage", ["not an npz", "empty", "truncated"])
+def test_unreadable_cache_is_replaced(prepared, tmp_path, damage):
+    cache = tmp_path / "ngrams.npz"
+    if damage == "truncated":
+        ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "fp-0"), 2, False)
+        cache.write_bytes(cache.read_bytes()[:100])
+    else:
+        cache.write_bytes({"not an npz": b"not an npz", "empty": b""}[damage])
     ref = ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "fp-1"), 2, False)
     assert ReferenceNgrams.load(tmp_path / "ngrams.npz").max_n == ref.max_n == 2
 

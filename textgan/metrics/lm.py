@@ -34,11 +34,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from textgan.metrics.ngrams import add_part, check_order, merge_counts, unique_counts, window_keys
-from textgan.metrics.reference import save_cache
+from textgan.metrics.reference import UNREADABLE_CACHE, save_cache
 from textgan.vocab import PAD
 
 ORDER = 5
-CACHE_NAME = "kn5.npz"
 FORMAT_VERSION = 1
 CHUNK_ROWS = 1 << 18
 
@@ -161,15 +160,16 @@ class KneserNeyLM:
 
     @classmethod
     def for_corpus(cls, prepared: Any, order: int = ORDER, progress: bool = False) -> KneserNeyLM:
-        """The model of ``prepared.train``, cached as ``kn5.npz`` beside the corpus."""
-        path = Path(prepared.path) / (CACHE_NAME if order == ORDER else f"kn{order}.npz")
+        """The model of ``prepared.train``, cached as ``kn<order>.npz`` (``kn5.npz``) beside the
+        corpus."""
+        path = Path(prepared.path) / f"kn{order}.npz"
         base = len(prepared.vocab)
         if path.is_file():
             try:
                 lm, fingerprint = cls.load(path)
                 if fingerprint == prepared.fingerprint and (lm.base, lm.order) == (base, order):
                     return lm
-            except (OSError, ValueError, KeyError):
+            except UNREADABLE_CACHE:
                 pass  # unreadable or old cache: refit below
         lm = cls.fit(prepared.train, order, base, progress)
         save_cache(lambda: lm.save(path, prepared.fingerprint), path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from textgan.metrics.ngrams import NgramCounts, check_order, count_all
 
 CACHE_NAME = "ngrams.npz"
 FORMAT_VERSION = 1
+# What loading a damaged or outdated cache raises (an empty file: EOFError; a truncated one:
+# BadZipFile; a missing array or field: KeyError); such a cache is rebuilt, never fatal.
+UNREADABLE_CACHE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
 
 # The reference scores 640 samples (ten batches of 64); JS is only comparable at equal N.
 PAPER_N_SAMPLES = 640
@@ -98,7 +102,7 @@ class ReferenceNgrams:
         if path.is_file():
             try:
                 cached = cls.load(path)
-            except (OSError, ValueError, KeyError):
+            except UNREADABLE_CACHE:
                 cached = None  # unreadable or old cache: rebuilt below
             if (
                 cached is not None
