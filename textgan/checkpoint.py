@@ -111,12 +111,9 @@ def append_rows(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
             fh.flush()
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a metrics log; a last line cut short by a crash is skipped."""
-    if not path.is_file():
-        return []
+def _parse_rows(text: str) -> list[dict]:
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
@@ -124,12 +121,20 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a metrics log; a last line cut short by a crash is skipped."""
+    return _parse_rows(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+
 def truncate_rows(path: Path, last_iter: int) -> None:
     """Drop rows logged after ``last_iter`` (by a run killed past its last checkpoint), so that a
     resumed run does not log the same iterations twice."""
-    rows = read_rows(path)
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    rows = _parse_rows(text)
     kept = [row for row in rows if row.get("iter", 0) <= last_iter]
-    if len(kept) != len(rows) or (path.is_file() and not path.read_text().endswith("\n")):
+    if len(kept) != len(rows) or not text.endswith("\n"):
         atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
@@ -221,11 +226,9 @@ class RunDir:
         return dirs[-1]
 
 
-def checkpoint_iteration(path: Path) -> int:
-    match = _CKPT_RE.match(path.name)
-    if not match:
-        raise UserError(f"{path} is not a checkpoint directory (expected checkpoints/iter_<k>)")
-    return int(match.group(1))
+def checkpoint_name(iteration: int) -> str:
+    """The directory name of the checkpoint of ``iteration`` (matched by ``_CKPT_RE``)."""
+    return f"iter_{iteration:07d}"
 
 
 def find_latest_run(root: str | Path = "runs") -> Path:
@@ -298,7 +301,7 @@ def save_checkpoint(
     import torch
     from safetensors.torch import save_file
 
-    final = run.checkpoints / f"iter_{iteration:07d}"
+    final = run.checkpoints / checkpoint_name(iteration)
     tmp = run.checkpoints / f"{_TMP_PREFIX}{final.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -835,7 +835,10 @@ def _loop(
                 hook(trainer, k)
             if k % t.ckpt_every == 0 or last:
                 last_ckpt = save() or last_ckpt
-        if stop.signal is not None and (last_ckpt is None or last_ckpt.name != _ckpt_name(trainer)):
+        saved = last_ckpt is not None and last_ckpt.name == ckpt_io.checkpoint_name(
+            trainer.iteration
+        )
+        if stop.signal is not None and not saved:
             last_ckpt = save() or last_ckpt
     total = elapsed()
     result = TrainResult(
@@ -843,10 +846,6 @@ def _loop(
     )
     output.echo(_end_line(result, config))
     return result
-
-
-def _ckpt_name(trainer: Trainer) -> str:
-    return f"iter_{trainer.iteration:07d}"
 
 
 def _diverged(k: int, means: Mapping[str, float], last_ckpt: Path | None) -> None:
