@@ -20,7 +20,7 @@ import numpy as np
 from textgan.errors import UserError
 from textgan.metrics.bleu import bleu_orders
 from textgan.metrics.diversity import RowIndex, copy_rate, distinct_n, unique_rate
-from textgan.metrics.lm import KneserNeyLM
+from textgan.metrics.lm import ORDER, KneserNeyLM
 from textgan.metrics.ngrams import MAX_ORDER, check_order
 from textgan.metrics.reference import ReferenceNgrams, subset_rows
 from textgan.vocab import UNK, Vocab, count_symbols, text_to_codes
@@ -187,13 +187,15 @@ class Scorer:
 
 
 def _check_orders(max_n: int, base: int) -> None:
+    """``--ngrams`` in range, and keys of that order and of the LM's order fit 64 bits."""
     if not 1 <= max_n <= MAX_ORDER:
         raise UserError(f"--ngrams must be between 1 and {MAX_ORDER} (got {max_n})")
+    longest = max(max_n, ORDER)
     try:
-        check_order(max(max_n, 5), base)
+        check_order(longest, base)
     except ValueError:
         raise UserError(
-            f"the vocabulary has {base} ids: too many for {max(max_n, 5)}-gram keys; "
+            f"the vocabulary has {base} ids: too many for {longest}-gram keys; "
             "prepare the corpus with a smaller --max-vocab"
         ) from None
 
