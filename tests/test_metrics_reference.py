@@ -125,3 +125,14 @@ def test_a_cache_that_cannot_be_written_is_a_warning(prepared, tmp_path, monkeyp
     with pytest.warns(UserWarning, match="could not cache"):
         ref = ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "x"), 2, False)
     assert ref.max_n == 2 and not (tmp_path / "ngrams.npz").exists()
+
+
+def test_a_failed_cache_write_leaves_no_temporary_file(prepared, tmp_path, monkeypatch):
+    def disk_full(file, **arrays):
+        file.write(b"PK partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.warns(UserWarning, match="No space left"):
+        ref = ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "x"), 2, False)
+    assert ref.max_n == 2 and not list(tmp_path.iterdir())

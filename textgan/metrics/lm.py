@@ -26,7 +26,6 @@ distribution over all V ids, so every id has a probability above zero.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from textgan.metrics.ngrams import add_part, check_order, merge_counts, unique_counts, window_keys
-from textgan.metrics.reference import UNREADABLE_CACHE, save_cache
+from textgan.metrics.reference import UNREADABLE_CACHE, save_cache, save_npz
 from textgan.vocab import PAD
 
 ORDER = 5
@@ -139,13 +138,9 @@ class KneserNeyLM:
 
     def save(self, path: str | Path, fingerprint: str = "") -> None:
         """Write the top-order counts as ``.npz`` atomically; the rest is derived on load."""
-        path = Path(path)
         meta = {"format": FORMAT_VERSION, "order": self.order, "base": self.base}
         meta["fingerprint"] = fingerprint
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), keys=self.top_keys, counts=self.top_counts)
-        tmp.replace(path)
+        save_npz(path, meta, {"keys": self.top_keys, "counts": self.top_counts})
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[KneserNeyLM, str]:

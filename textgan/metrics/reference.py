@@ -66,17 +66,13 @@ class ReferenceNgrams:
         return cls(counts, fingerprint)
 
     def save(self, path: str | Path) -> None:
-        """Write ``.npz`` atomically (temporary name, then rename)."""
-        path = Path(path)
+        """Write ``.npz`` atomically (``save_npz``)."""
         meta = {"format": FORMAT_VERSION, "fingerprint": self.fingerprint, "base": self.base}
-        arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
+        arrays: dict[str, np.ndarray] = {}
         for c in self.counts:
             arrays[f"keys_{c.n}"] = c.keys
             arrays[f"counts_{c.n}"] = c.counts
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        tmp.replace(path)
+        save_npz(path, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceNgrams:
@@ -132,6 +128,20 @@ class ReferenceNgrams:
             n: js_divergence(NgramCounts.from_ids(ids, n, self.base), self.counts[n - 1])
             for n in range(1, max_n + 1)
         }
+
+
+def save_npz(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``meta`` (as JSON, the array ``meta``) and ``arrays`` to ``path`` as ``.npz``:
+    under a temporary name, renamed into place, and the temporary file removed if writing
+    fails (a full disk leaves no half-written cache behind)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_cache(save: Callable[[], None], path: Path) -> None:
