@@ -155,12 +155,20 @@ def test_bad_config_files(tmp_path, content, message):
         ("beta2", 1.0, "--beta2 must lie in"),
         ("preset", "huge", "unknown preset"),
         ("device", "tpu", "unknown device"),
+        ("device", "cuda:x", "unknown device"),
+        ("device", "cpu:", "unknown device"),
         ("max_minutes", 0.0, "--max-minutes"),
     ],
 )
 def test_train_config_validation(field, value, message):
     with pytest.raises(UserError, match=message):
         T.TrainConfig(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "meta"])
+def test_pick_device_refuses_what_is_not_a_device(name):
+    with pytest.raises(UserError, match="unknown device"):
+        T.pick_device(name)
 
 
 def test_run_config_roundtrips_through_json(corpus, tmp_path):

@@ -111,8 +111,8 @@ class TrainConfig:
         if self.precision not in fast.PRECISIONS:
             choices = ", ".join(fast.PRECISIONS)
             raise UserError(f"unknown --precision {self.precision!r}; choose one of {choices}")
-        if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
-            raise UserError(f"unknown device {self.device!r}; use auto, cpu, cuda[:N] or mps")
+        if self.device != "auto":
+            _parse_device(self.device)
 
 
 # Values that differ from the dataclass defaults, per config section.
@@ -303,6 +303,17 @@ def resolve_run_config(
     return config, prepared
 
 
+def _parse_device(name: str) -> torch.device:
+    """``name`` as a device of a kind textgan runs on; UserError for anything else."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # not a device string at all, e.g. "tpu" or "cuda:x"
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda[:N] or mps")
+    return device
+
+
 def pick_device(name: str) -> torch.device:
     """``auto``: CUDA, then MPS, then the CPU. An explicit device must exist."""
     if name == "auto":
@@ -311,12 +322,21 @@ def pick_device(name: str) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: PyTorch sees no CUDA GPU here; use --device auto or cpu")
-    if kind == "mps" and not torch.backends.mps.is_available():
+    device = _parse_device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(
+                "--device cuda: PyTorch sees no CUDA GPU here; use --device auto or cpu"
+            )
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:
+            raise UserError(
+                f"--device {name}: PyTorch sees {count} CUDA GPU(s) here, cuda:0 to "
+                f"cuda:{count - 1}; pick one of them or use --device auto"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device mps: the MPS backend is not available; use --device auto or cpu")
-    return torch.device(name)
+    return device
 
 
 # -- one run's networks, optimizers and random streams ----------------------------------------
