@@ -298,7 +298,8 @@ class Compiled:
 
     def _give_up(self, err: BaseException) -> None:
         self.compiled = None
-        self.error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
+        lines = str(err).strip().splitlines()
+        self.error = f"{type(err).__name__}: {lines[0] if lines else ''}"
         warnings.warn(f"torch.compile unavailable, running eagerly ({self.error})", stacklevel=3)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
