@@ -295,6 +295,16 @@ def test_resume_drops_rows_logged_after_the_checkpoint(corpus, tmp_path):
     assert iters == [1, 2, 3, 4]
 
 
+def test_resume_refuses_random_streams_of_another_device_kind(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path, iters=1, eval_samples=32)
+    result = T.train(config, prepared, progress=False)
+    saved = ck.load_checkpoint(result.checkpoint)
+    saved.state["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state
+    trainer = T.Trainer(config, prepared.train, torch.device("cpu"))
+    with pytest.raises(UserError, match="written on another kind of device than cpu"):
+        trainer.load(saved)
+
+
 @pytest.mark.parametrize(("poison_at", "log_every", "kept"), [(3, 1, 2), (4, 10, 2), (1, 10, None)])
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(
     corpus, tmp_path, poison_at, log_every, kept

@@ -442,13 +442,22 @@ class Trainer:
     def load(self, ckpt: Checkpoint) -> None:
         """Restore weights, optimizers, counters and every RNG stream from a checkpoint."""
         try:
+            rng = ckpt.state["rng"]
+            size = self.noise_rng.get_state().numel()
+            if any(torch.is_tensor(rng[k]) and rng[k].numel() != size for k in ("noise", "eps")):
+                # A CPU generator's state is Mersenne Twister, a CUDA one's a Philox seed and
+                # offset: neither continues as the other, so the run cannot resume exactly here.
+                raise UserError(
+                    f"checkpoint {ckpt.path} was written on another kind of device than "
+                    f"{self.device.type}: its noise and ε streams cannot continue here; resume "
+                    "it with the --device it was trained with"
+                )
             self.generator.load_state_dict(ckpt.generator)
             self.critic.load_state_dict(ckpt.critic)
             state = ckpt.state
             self.opt_g.load_state_dict(state["optimizer_g"])
             self.opt_d.load_state_dict(state["optimizer_d"])
             fast.match_optimizer_layout(self.opt_g, self.opt_d)
-            rng = state["rng"]
             torch.set_rng_state(rng["torch"])
             self.data_rng.bit_generator.state = rng["data"]
             self.noise_rng.set_state(rng["noise"])
