@@ -113,12 +113,15 @@ def test_keep_prunes_older_checkpoints_and_leaves_no_temporaries(tmp_path):
 def test_partial_checkpoint_directories_are_ignored_and_cleaned(tmp_path):
     run = _run(tmp_path)
     _save(run, 5)
-    partial = run.checkpoints / ".tmp-iter_0000006.999"
+    partial = run.checkpoints / ".tmp-iter_0000006.999999999"  # a pid no process has
     partial.mkdir()
     (partial / "generator.safetensors").write_bytes(b"half")
+    writing = run.checkpoints / f".tmp-iter_0000006.{os.getpid()}"  # a live writer's
+    writing.mkdir()
     assert run.latest_checkpoint().name == "iter_0000005"
     ck.RunDir.open(run.path)
     assert not partial.exists()
+    assert writing.is_dir()
 
 
 @pytest.mark.parametrize(

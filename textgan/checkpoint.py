@@ -45,6 +45,16 @@ _CKPT_RE = re.compile(r"^iter_(\d+)$")
 _TMP_PREFIX = ".tmp-"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # -- atomic files ------------------------------------------------------------------------------
 
 
@@ -203,9 +213,12 @@ class RunDir:
         return run
 
     def _remove_partial_checkpoints(self) -> None:
-        """Temporary directories of checkpoints interrupted mid-write are garbage."""
+        """Temporary directories of checkpoints interrupted mid-write are garbage; one whose
+        writer is alive is not (``textgan sample --run`` beside a training run opens it too)."""
         for entry in self.checkpoints.glob(f"{_TMP_PREFIX}*"):
-            shutil.rmtree(entry, ignore_errors=True)
+            pid = entry.suffix[1:]
+            if not (pid.isdigit() and _alive(int(pid))):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def checkpoint_dirs(self) -> list[Path]:
         """Checkpoint directories, oldest iteration first."""
