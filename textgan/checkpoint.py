@@ -112,9 +112,13 @@ def read_json(path: Path, what: str) -> Any:
 # -- metrics log -------------------------------------------------------------------------------
 
 
+def _json_lines(rows: Iterable[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(dict(row)) + "\n" for row in rows)
+
+
 def append_rows(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append JSON lines and flush, so another process (a plot, ``tail -f``) sees them at once."""
-    text = "".join(json.dumps(dict(row), allow_nan=True) + "\n" for row in rows)
+    text = _json_lines(rows)
     if text:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(text)
@@ -145,7 +149,7 @@ def truncate_rows(path: Path, last_iter: int) -> None:
     rows = _parse_rows(text)
     kept = [row for row in rows if row.get("iter", 0) <= last_iter]
     if len(kept) != len(rows) or not text.endswith("\n"):
-        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+        atomic_write_text(path, _json_lines(kept))
 
 
 # -- run directory -----------------------------------------------------------------------------
