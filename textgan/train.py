@@ -50,8 +50,6 @@ from textgan.models import Critic, Generator, ModelConfig, count_parameters, one
 from textgan.plots import DIAGNOSTICS_FILE
 from textgan.vocab import Vocab
 
-STATE_FORMAT = 1
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -432,7 +430,7 @@ class Trainer:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
-            "format": STATE_FORMAT,
+            "format": ckpt_io.FORMAT_VERSION,  # what load_state accepts
             "iteration": self.iteration,
             "elapsed": self.elapsed,
             "optimizer_g": self.opt_g.state_dict(),
