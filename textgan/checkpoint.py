@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from textgan.errors import UserError
+from textgan.errors import UserError, first_line
+from textgan.files import process_alive
 from textgan.vocab import Vocab
 
 CONFIG = "config.json"
@@ -43,16 +44,6 @@ WEIGHTS = ("generator", "critic")
 FORMAT_VERSION = 1
 _CKPT_RE = re.compile(r"^iter_(\d+)$")
 _TMP_PREFIX = ".tmp-"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- atomic files ------------------------------------------------------------------------------
@@ -221,7 +212,7 @@ class RunDir:
         writer is alive is not (``textgan sample --run`` beside a training run opens it too)."""
         for entry in self.checkpoints.glob(f"{_TMP_PREFIX}*"):
             pid = entry.suffix[1:]
-            if not (pid.isdigit() and _alive(int(pid))):
+            if not (pid.isdigit() and process_alive(int(pid))):
                 shutil.rmtree(entry, ignore_errors=True)
 
     def checkpoint_dirs(self) -> list[Path]:
@@ -416,9 +407,8 @@ def load_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and torch errors alike mean: not a state we wrote
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"refusing to load {path}: it is not a plain textgan training state ({first})"
+            f"refusing to load {path}: it is not a plain textgan training state ({first_line(err)})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise UserError(f"{path} is not a textgan training state (format {FORMAT_VERSION})")

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from textgan.errors import UserError
+from textgan.files import process_alive
 from textgan.vocab import PAD, RESERVED, SYMBOL_SPACE, TOKEN_KINDS, UNK, Vocab, text_to_codes
 
 CACHE_FORMAT = 1
@@ -682,18 +683,8 @@ def _remove_stale_staging(data_dir: Path, key: str) -> None:
     """Drop temporary folders left by killed runs (their process no longer exists)."""
     for old in [*data_dir.glob(f".tmp-{key}-*"), *data_dir.glob(f".old-{key}-*")]:
         pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _move_into_place(staging: Path, target: Path) -> None:

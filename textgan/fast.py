@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from textgan import lipschitz
-from textgan.errors import UserError
+from textgan.errors import UserError, first_line
 from textgan.models import Critic
 
 Tensor = torch.Tensor
@@ -298,8 +298,7 @@ class Compiled:
 
     def _give_up(self, err: BaseException) -> None:
         self.compiled = None
-        lines = str(err).strip().splitlines()
-        self.error = f"{type(err).__name__}: {lines[0] if lines else ''}"
+        self.error = f"{type(err).__name__}: {first_line(err)}"
         warnings.warn(f"torch.compile unavailable, running eagerly ({self.error})", stacklevel=3)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

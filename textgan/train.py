@@ -39,7 +39,7 @@ from textgan import checkpoint as ckpt_io
 from textgan import fast
 from textgan.checkpoint import Checkpoint, RunDir
 from textgan.corpus import CorpusConfig, PreparedCorpus, prepare
-from textgan.errors import UserError
+from textgan.errors import UserError, first_line
 from textgan.lipschitz import (
     LipschitzConfig,
     after_critic_step,
@@ -467,9 +467,8 @@ class Trainer:
             self.iteration = int(state["iteration"])
             self.elapsed = float(state["elapsed"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UserError(
-                f"checkpoint {ckpt.path} does not fit this run's model ({first}); "
+                f"checkpoint {ckpt.path} does not fit this run's model ({first_line(err)}); "
                 "it belongs to another configuration"
             ) from None
         if self.iteration != ckpt.iteration:
@@ -925,7 +924,7 @@ def load_generator(
     except RuntimeError as err:
         raise UserError(
             f"checkpoint {ckpt.path}: the generator weights do not fit its config "
-            f"({str(err).strip().splitlines()[0]})"
+            f"({first_line(err)})"
         ) from None
     return generator.to(pick_device(device)).eval(), ckpt.vocab, ckpt
 
