@@ -38,6 +38,7 @@ from textgan.vocab import Vocab
 CONFIG = "config.json"
 VOCAB = "vocab.json"
 METRICS = "metrics.jsonl"
+DIAGNOSTICS = "diagnostics.jsonl"
 MANIFEST = "manifest.json"
 STATE = "state.pt"
 WEIGHTS = ("generator", "critic")

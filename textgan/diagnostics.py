@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from textgan.checkpoint import DIAGNOSTICS
 from textgan.lipschitz import LipschitzConfig, _interpolate, _per_sample_norm, critic_loss
 from textgan.models import one_hot
-from textgan.plots import DIAGNOSTICS_FILE  # one name for the file that plots and study read
 
 HIST_BINS = 101  # odd, so one bin is centred on zero
 CLIP_TOLERANCE = 0.01  # "at ±c" means |w| ≥ (1 − 1 %)·c
@@ -187,7 +187,7 @@ def diagnose_trainer(trainer, iteration: int) -> dict:
 
 def append_diagnostics(run_dir: str | Path, record: dict) -> None:
     """Append one record as a JSON line to ``RUN/diagnostics.jsonl``, flushed to disk."""
-    path = Path(run_dir) / DIAGNOSTICS_FILE
+    path = Path(run_dir) / DIAGNOSTICS
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()

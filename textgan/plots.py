@@ -18,11 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from textgan.checkpoint import CONFIG, DIAGNOSTICS, METRICS
 from textgan.errors import UserError
-
-METRICS_FILE = "metrics.jsonl"
-DIAGNOSTICS_FILE = "diagnostics.jsonl"
-CONFIG_FILE = "config.json"
 
 # Training-row series drawn against iterations and wall-clock time, with their axis labels.
 TRAIN_SERIES = (
@@ -100,11 +97,9 @@ def constraint_of(config: dict) -> str | None:
 def load_run(run_dir: str | Path) -> RunLog:
     """Read a run's logs; UserError if the directory holds no metrics to plot."""
     path = Path(run_dir)
-    metrics = path / METRICS_FILE
+    metrics = path / METRICS
     if not metrics.is_file():
-        raise UserError(
-            f"{path} has no {METRICS_FILE}; pass a run directory written by 'textgan train'"
-        )
+        raise UserError(f"{path} has no {METRICS}; pass a run directory written by 'textgan train'")
     rows = read_jsonl(metrics)
     train = _last_per_iter([r for r in rows if "wasserstein" in r or "critic_loss" in r])
     evals = _last_per_iter([r for r in rows if "js1" in r])
@@ -114,17 +109,17 @@ def load_run(run_dir: str | Path) -> RunLog:
             "plot again after the run has logged"
         )
     config = {}
-    if (path / CONFIG_FILE).is_file():
+    if (path / CONFIG).is_file():
         try:
-            config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+            config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             warnings.warn(
-                f"{path / CONFIG_FILE} is not valid JSON; naming the run by its folder",
+                f"{path / CONFIG} is not valid JSON; naming the run by its folder",
                 stacklevel=2,
             )
     diags = []
-    if (path / DIAGNOSTICS_FILE).is_file():
-        diags = _last_per_iter(read_jsonl(path / DIAGNOSTICS_FILE))
+    if (path / DIAGNOSTICS).is_file():
+        diags = _last_per_iter(read_jsonl(path / DIAGNOSTICS))
     name = path.resolve().name
     return RunLog(path, name, constraint_of(config), train, evals, diags, config)
 
@@ -193,7 +188,7 @@ def plot_summary(run_dirs: Sequence[str | Path], path: str | Path) -> Path:
 
 def write_run_plots(run_dir: str | Path) -> list[Path]:
     """Refresh ``RUN/plots/`` during training; warns instead of raising, training goes on."""
-    metrics = Path(run_dir) / METRICS_FILE
+    metrics = Path(run_dir) / METRICS
     if not metrics.is_file() or metrics.stat().st_size == 0:
         return []  # nothing logged yet (a checkpoint before the first row): nothing to draw
     try:

@@ -13,13 +13,9 @@ import torch
 from torch import nn
 
 from textgan.errors import UserError
-from textgan.vocab import Vocab
+from textgan.vocab import Vocab, id_dtype
 
 _NUL = "\0"  # never in decoded text (the corpus reader refuses NUL), so it can mark PAD
-
-
-def _id_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint8) if vocab_size <= 256 else np.dtype(np.uint16)
 
 
 def _decode_batch(
@@ -80,7 +76,7 @@ def _stream(
     device: torch.device,
 ) -> Iterator[np.ndarray]:
     rng = torch.Generator(device=device).manual_seed(seed)
-    dtype = _id_dtype(generator.cfg.vocab_size)
+    dtype = id_dtype(generator.cfg.vocab_size)
     for start in range(0, n, batch_size):
         ids = _decode_batch(generator, min(batch_size, n - start), temperature, rng, device)
         yield ids.cpu().numpy().astype(dtype)

@@ -25,12 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from textgan.checkpoint import atomic_write_text, read_rows
+from textgan.checkpoint import DIAGNOSTICS, METRICS, atomic_write_text, read_rows
 from textgan.errors import UserError
 from textgan.lipschitz import CONSTRAINTS
 from textgan.plots import (
-    DIAGNOSTICS_FILE,
-    METRICS_FILE,
     ensure_writable_dir,
     plot_runs,
     plot_summary,
@@ -150,7 +148,7 @@ def lipschitz_study(
     }
     atomic_write_text(out / "study.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "study.md", markdown_table(result))
-    logged = [out / kind for kind in done if read_rows(out / kind / METRICS_FILE)]
+    logged = [out / kind for kind in done if read_rows(out / kind / METRICS)]
     if logged:
         plot_runs(logged, out / "plots")
         plot_summary(logged, out / "summary.png")
@@ -180,10 +178,10 @@ def seconds_per_iteration(train_rows: Sequence[dict]) -> float | None:
 
 def summarize_run(run_dir: Path, status: str = "ok") -> dict[str, Any]:
     """One table row: where a run got to within its budget."""
-    rows = read_rows(run_dir / METRICS_FILE)
+    rows = read_rows(run_dir / METRICS)
     train_rows = [r for r in rows if "wasserstein" in r]
     evals = [r for r in rows if "js1" in r]
-    diags = read_rows(run_dir / DIAGNOSTICS_FILE)
+    diags = read_rows(run_dir / DIAGNOSTICS)
     last_train = train_rows[-1] if train_rows else {}
     last_eval = evals[-1] if evals else {}
     last_diag = diags[-1] if diags else {}
@@ -204,7 +202,7 @@ def summarize_run(run_dir: Path, status: str = "ok") -> dict[str, Any]:
 def _floors(out: Path, constraints: Sequence[str]) -> dict[str, float | None]:
     """The real-vs-real floors (the same corpus and sample count for every run)."""
     for kind in constraints:
-        evals = [r for r in read_rows(out / kind / METRICS_FILE) if "floor_js1" in r]
+        evals = [r for r in read_rows(out / kind / METRICS) if "floor_js1" in r]
         if evals:
             return {f"js{n}": evals[-1][f"floor_js{n}"] for n in range(1, 5)}
     return {f"js{n}": None for n in range(1, 5)}

@@ -47,7 +47,6 @@ from textgan.lipschitz import (
     check_critic_norm,
 )
 from textgan.models import Critic, Generator, ModelConfig, count_parameters, one_hot
-from textgan.plots import DIAGNOSTICS_FILE
 from textgan.vocab import Vocab
 
 
@@ -731,7 +730,7 @@ def resume(
     output = _RunOutput(run, progress)
     if output.active:
         ckpt_io.truncate_rows(run.metrics, ckpt.iteration)
-        ckpt_io.truncate_rows(run.path / DIAGNOSTICS_FILE, ckpt.iteration)
+        ckpt_io.truncate_rows(run.path / ckpt_io.DIAGNOSTICS, ckpt.iteration)
         ckpt_io.write_json(run.config, config.to_dict())
     return _loop(config, prepared, trainer, evaluator, output, hooks, last_ckpt=ckpt.path)
 

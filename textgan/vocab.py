@@ -48,7 +48,7 @@ class Vocab:
     @property
     def dtype(self) -> np.dtype:
         """Smallest unsigned dtype that holds every id."""
-        return np.dtype(np.uint8) if len(self) <= 256 else np.dtype(np.uint16)
+        return id_dtype(len(self))
 
     @classmethod
     def from_counts(cls, counts: np.ndarray, kind: str = "chars", max_size: int = 256) -> Vocab:
@@ -179,6 +179,11 @@ class Vocab:
                 s = self.symbols[i - RESERVED]
                 names.append(repr(chr(s)) if self.kind == "chars" else f"0x{s:02x}")
         return names
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    """Smallest unsigned dtype for the ids of a vocabulary of ``vocab_size``."""
+    return np.dtype(np.uint8) if vocab_size <= 256 else np.dtype(np.uint16)
 
 
 def text_to_codes(lines: Sequence[str], seq_len: int, kind: str = "chars") -> np.ndarray:
