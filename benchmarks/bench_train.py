@@ -214,8 +214,8 @@ def overhead(preset: str, args: argparse.Namespace, device: torch.device) -> dic
     measured with the training loop's own functions on the built-in pydocs corpus."""
     import tempfile
 
-    from textgan.checkpoint import RunDir
     from textgan.corpus import prepare
+    from textgan.rundir import RunDir
     from textgan.train import _evaluate, _evaluator, _RunOutput
 
     with tempfile.TemporaryDirectory() as tmp:

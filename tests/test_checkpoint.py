@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from textgan import checkpoint as ck
+from textgan import rundir as rd
 from textgan.errors import UserError
 from textgan.vocab import Vocab
 
@@ -25,9 +26,9 @@ class _Payload:
         return (pathlib.Path.touch, (self.marker,))
 
 
-def _run(tmp_path, name="run") -> ck.RunDir:
-    run = ck.RunDir.create(tmp_path / name)
-    ck.write_json(run.config, {"model": {"dim": 4}})
+def _run(tmp_path, name="run") -> rd.RunDir:
+    run = rd.RunDir.create(tmp_path / name)
+    rd.write_json(run.config, {"model": {"dim": 4}})
     Vocab((ord("a"), ord("b"))).save(run.vocab)
     return run
 
@@ -53,28 +54,28 @@ def _save(run, iteration, keep=None, seed=0):
 def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "out.txt"
     path.write_text("old")
-    with pytest.raises(RuntimeError), ck.atomic_open(path) as fh:
+    with pytest.raises(RuntimeError), rd.atomic_open(path) as fh:
         fh.write("half")
         raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-    ck.atomic_write_text(path, "new")
+    rd.atomic_write_text(path, "new")
     assert path.read_text() == "new"
 
 
 def test_run_dir_create_refuses_existing_and_open_refuses_non_runs(tmp_path):
-    run = ck.RunDir.create(tmp_path / "r")
+    run = rd.RunDir.create(tmp_path / "r")
     assert all(p.is_dir() for p in (run.samples, run.checkpoints, run.plots))
     (run.path / "config.json").write_text("{}")
     with pytest.raises(UserError, match="already exists"):
-        ck.RunDir.create(run.path)
+        rd.RunDir.create(run.path)
     assert (run.path / "config.json").read_text() == "{}"
     (tmp_path / "plain").mkdir()
     with pytest.raises(UserError, match="not a textgan run directory"):
-        ck.RunDir.open(tmp_path / "plain")
+        rd.RunDir.open(tmp_path / "plain")
     with pytest.raises(UserError, match="does not exist"):
-        ck.RunDir.open(tmp_path / "nowhere")
-    assert ck.RunDir.open(run.path).path == run.path
+        rd.RunDir.open(tmp_path / "nowhere")
+    assert rd.RunDir.open(run.path).path == run.path
 
 
 def test_roundtrip_restores_every_tensor_and_rng_state(tmp_path):
@@ -119,7 +120,7 @@ def test_partial_checkpoint_directories_are_ignored_and_cleaned(tmp_path):
     writing = run.checkpoints / f".tmp-iter_0000006.{os.getpid()}"  # a live writer's
     writing.mkdir()
     assert run.latest_checkpoint().name == "iter_0000005"
-    ck.RunDir.open(run.path)
+    rd.RunDir.open(run.path)
     assert not partial.exists()
     assert writing.is_dir()
 
@@ -143,7 +144,7 @@ def test_damaged_checkpoints_are_refused(tmp_path, damage, message):
     elif damage == "flip":
         target.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     elif damage == "manifest":
-        (path / ck.MANIFEST).unlink()
+        (path / rd.MANIFEST).unlink()
     else:
         target.unlink()
     with pytest.raises(UserError, match=message):
@@ -182,23 +183,23 @@ def test_crafted_pickle_is_refused_not_executed(tmp_path):
 def test_find_latest_run_uses_the_newest_checkpoint(tmp_path):
     root = tmp_path / "runs"
     with pytest.raises(UserError, match="no run with a checkpoint"):
-        ck.find_latest_run(root)
+        rd.find_latest_run(root)
     older, newer = _run(root, "a"), _run(root, "b")
     _save(newer, 1)
     _save(older, 1)
     now = time.time()
-    os.utime(older.checkpoints / "iter_0000001" / ck.MANIFEST, (now - 100, now - 100))
-    assert ck.find_latest_run(root) == newer.path
+    os.utime(older.checkpoints / "iter_0000001" / rd.MANIFEST, (now - 100, now - 100))
+    assert rd.find_latest_run(root) == newer.path
     _save(older, 2)
-    assert ck.find_latest_run(root) == older.path
+    assert rd.find_latest_run(root) == older.path
 
 
 def test_metrics_rows_append_and_truncate(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    ck.append_rows(path, [{"iter": k, "x": k * 0.5} for k in (1, 2, 3)])
-    ck.append_rows(path, [{"iter": 4, "x": 2.0}])
+    rd.append_rows(path, [{"iter": k, "x": k * 0.5} for k in (1, 2, 3)])
+    rd.append_rows(path, [{"iter": 4, "x": 2.0}])
     with open(path, "a") as fh:
         fh.write('{"iter": 5, "x"')  # a line cut short by a crash
-    assert [r["iter"] for r in ck.read_rows(path)] == [1, 2, 3, 4]
-    ck.truncate_rows(path, 2)
+    assert [r["iter"] for r in rd.read_rows(path)] == [1, 2, 3, 4]
+    rd.truncate_rows(path, 2)
     assert [json.loads(line)["iter"] for line in path.read_text().splitlines()] == [1, 2]

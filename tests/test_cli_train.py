@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from textgan import checkpoint as ck
 from textgan import cli
+from textgan import rundir as rd
 from textgan import train as T
 from textgan.cli import main
 from textgan.corpus import CorpusConfig, prepare
@@ -91,11 +92,11 @@ def test_train_writes_a_run_with_the_resolved_config(trained):
     assert (config["model"]["dim"], config["model"]["blocks"]) == (16, 1)
     assert (config["train"]["batch_size"], config["train"]["critic_iters"]) == (16, 2)
     assert config["train"]["iters"] == 4 and config["fingerprint"]
-    assert [p.name for p in ck.RunDir(trained).checkpoint_dirs()] == [
+    assert [p.name for p in rd.RunDir(trained).checkpoint_dirs()] == [
         "iter_0000002",
         "iter_0000004",
     ]
-    rows = ck.read_rows(trained / "metrics.jsonl")
+    rows = rd.read_rows(trained / "metrics.jsonl")
     assert [r["iter"] for r in rows if "critic_loss" in r] == [1, 2, 3, 4]
     assert (trained / "samples" / "iter_4.txt").is_file()
 
@@ -128,8 +129,8 @@ def test_resume_extends_a_finished_run(trained, tmp_path):
     _fails(["train", "--resume", str(run)], "already at iteration 4")
     result = _invoke(["train", "--resume", str(run), "--iters", "6", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert ck.RunDir(run).latest_checkpoint().name == "iter_0000006"
-    rows = [r["iter"] for r in ck.read_rows(run / "metrics.jsonl") if "critic_loss" in r]
+    assert rd.RunDir(run).latest_checkpoint().name == "iter_0000006"
+    rows = [r["iter"] for r in rd.read_rows(run / "metrics.jsonl") if "critic_loss" in r]
     assert rows == [1, 2, 3, 4, 5, 6]
 
 
@@ -169,10 +170,10 @@ def test_resume_refusals_leave_the_run_untouched(trained, tmp_path):
 )
 def test_resume_refuses_a_broken_checkpoint(trained, tmp_path, damage, message):
     run = _copy(trained, tmp_path)
-    latest = ck.RunDir(run).latest_checkpoint()
+    latest = rd.RunDir(run).latest_checkpoint()
     weights = latest / "critic.safetensors"
     if damage == "missing":
-        for ckpt in ck.RunDir(run).checkpoint_dirs():
+        for ckpt in rd.RunDir(run).checkpoint_dirs():
             shutil.rmtree(ckpt)
     elif damage == "truncate":
         weights.write_bytes(weights.read_bytes()[:100])
@@ -202,7 +203,7 @@ def test_resume_refuses_a_corpus_that_does_not_fit_the_checkpoint(trained, tmp_p
 def test_resume_refuses_a_crafted_pickle_without_running_it(trained, tmp_path):
     run = _copy(trained, tmp_path)
     marker = tmp_path / "executed"
-    latest = ck.RunDir(run).latest_checkpoint()
+    latest = rd.RunDir(run).latest_checkpoint()
     torch.save({"format": 1, "x": _Payload(marker)}, latest / "state.pt")
     ck.write_manifest(latest, 4)
     _fails(["train", "--resume", str(run), "--iters", "8"], "refusing to load")
@@ -230,7 +231,7 @@ def test_sample_writes_exactly_n_lines_of_vocabulary_text(trained):
 def test_sample_streams_many_in_batches_to_a_file(trained, tmp_path):
     out = tmp_path / "s.txt"
     result = _invoke(["sample", "-n", "1000", "--batch-size", "64", "--temperature", "0.8",
-                      "--seed", "3", "--checkpoint", str(ck.RunDir(trained).latest_checkpoint()),
+                      "--seed", "3", "--checkpoint", str(rd.RunDir(trained).latest_checkpoint()),
                       "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0 and result.stdout == ""
     lines = out.read_text(encoding="utf-8").split("\n")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from textgan import checkpoint as ck
+from textgan import rundir as rd
 from textgan import train as T
 from textgan.corpus import CorpusConfig, prepare
 from textgan.errors import UserError
@@ -59,7 +60,7 @@ def _config(corpus, tmp_path, name="run", micro=True, **train):
 
 
 def _rows(run_dir, drop_time=True):
-    rows = ck.read_rows(run_dir / ck.METRICS)
+    rows = rd.read_rows(run_dir / rd.METRICS)
     return [{k: v for k, v in r.items() if not (drop_time and k == "time")} for r in rows]
 
 
@@ -211,7 +212,7 @@ def test_tiny_run_learns_the_unigram_distribution(corpus, tmp_path):
     assert result.iteration == 300 and result.stopped_by is None and result.exit_code == 0
     assert result.last_eval["js1"] < 0.6 * js_init
     assert result.last_eval["js1"] > result.last_eval["floor_js1"]
-    run = ck.RunDir(result.run_dir)
+    run = rd.RunDir(result.run_dir)
     rows = _rows(result.run_dir)
     train_rows = [r for r in rows if "critic_loss" in r]
     eval_rows = [r for r in rows if "js1" in r]
@@ -221,7 +222,7 @@ def test_tiny_run_learns_the_unigram_distribution(corpus, tmp_path):
     assert [r["iter"] for r in eval_rows] == [150, 300]
     assert all(r["n_samples"] == 640 and {f"floor_js{n}" for n in (1, 2, 3, 4)} <= set(r)
                for r in eval_rows)  # fmt: skip
-    times = [r["time"] for r in ck.read_rows(run.metrics)]
+    times = [r["time"] for r in rd.read_rows(run.metrics)]
     assert times == sorted(times) and times[0] > 0
     samples = (run.samples / "iter_300.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert len(samples) == 640
@@ -258,7 +259,7 @@ def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
     assert stopped.exit_code == 128 + signal.SIGTERM
     assert stopped.checkpoint.name == "iter_0000003"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
-    times_before = [r["time"] for r in ck.read_rows(stopped.run_dir / ck.METRICS)]
+    times_before = [r["time"] for r in rd.read_rows(stopped.run_dir / rd.METRICS)]
 
     resumed = T.resume(stopped.run_dir, progress=False)
     assert resumed.iteration == 6 and resumed.stopped_by is None
@@ -272,12 +273,12 @@ def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
         else:
             assert value == got[key], key
     assert _rows(resumed.run_dir) == _rows(straight.run_dir)
-    times = [r["time"] for r in ck.read_rows(resumed.run_dir / ck.METRICS)]
+    times = [r["time"] for r in rd.read_rows(resumed.run_dir / rd.METRICS)]
     assert times[: len(times_before)] == times_before and times == sorted(times)
 
     extended = T.resume(stopped.run_dir, {"iters": 8}, progress=False)
     assert extended.iteration == 8
-    assert json.loads((stopped.run_dir / ck.CONFIG).read_text())["train"]["iters"] == 8
+    assert json.loads((stopped.run_dir / rd.CONFIG).read_text())["train"]["iters"] == 8
     with pytest.raises(UserError, match="already at iteration 8"):
         T.resume(stopped.run_dir, progress=False)
     with pytest.raises(UserError, match="--lr cannot change when resuming"):
@@ -289,7 +290,7 @@ def test_resume_drops_rows_logged_after_the_checkpoint(corpus, tmp_path):
                                ckpt_every=2, eval_samples=32)  # fmt: skip
     result = T.train(config, prepared, progress=False)
     # As if killed after logging iteration 4 but before its checkpoint was written.
-    ck.RunDir(result.run_dir).checkpoint_dirs()[-1].rename(result.run_dir / "moved")
+    rd.RunDir(result.run_dir).checkpoint_dirs()[-1].rename(result.run_dir / "moved")
     T.resume(result.run_dir, progress=False)
     iters = [r["iter"] for r in _rows(result.run_dir) if "critic_loss" in r]
     assert iters == [1, 2, 3, 4]
@@ -319,7 +320,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(
 
     with pytest.raises(UserError, match="training diverged") as err:
         T.train(config, prepared, progress=False, hooks=[poison])
-    run = ck.RunDir(tmp_path / "run")
+    run = rd.RunDir(tmp_path / "run")
     names = [p.name for p in run.checkpoint_dirs()]
     if kept is None:
         assert names == [] and "no checkpoint was written" in str(err.value)
@@ -327,7 +328,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(
         assert names == [f"iter_{kept:07d}"] and names[0] in str(err.value)
         loaded = ck.load_checkpoint(run.path)
         assert all(torch.isfinite(v).all() for v in loaded.critic.values())
-    assert all(math.isfinite(r.get("critic_loss", 0.0)) for r in ck.read_rows(run.metrics))
+    assert all(math.isfinite(r.get("critic_loss", 0.0)) for r in rd.read_rows(run.metrics))
 
 
 def test_new_run_never_overwrites_an_existing_directory(corpus, tmp_path):
@@ -397,7 +398,7 @@ def test_max_minutes_ends_the_run_like_its_last_iteration(corpus, tmp_path):
 
 
 def test_second_ctrl_c_aborts_at_once(tmp_path):
-    output = T._RunOutput(ck.RunDir(tmp_path), progress=False)
+    output = T._RunOutput(rd.RunDir(tmp_path), progress=False)
     with T._StopFlag(output) as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.signal == signal.SIGINT

@@ -253,12 +253,12 @@ def sample(
     device: str,
 ) -> None:
     """Write N samples of a trained generator, one per line (trailing padding removed)."""
-    from textgan import checkpoint as ckpt_io
+    from textgan import rundir
     from textgan import train as training
 
     if run_dir and checkpoint:
         raise UserError("give either --run or --checkpoint, not both")
-    source = checkpoint or run_dir or ckpt_io.find_latest_run("runs")
+    source = checkpoint or run_dir or rundir.find_latest_run("runs")
     generator, vocab, _ = training.load_generator(source, device)
     batches = training.sample_text(
         generator, vocab, n, temperature=temperature, seed=seed, batch_size=batch_size
@@ -271,7 +271,7 @@ def sample(
         except BrokenPipeError:  # `textgan sample | head`: the reader has all it wanted
             sys.stderr.close()
         return
-    with ckpt_io.atomic_open(out, "w", encoding="utf-8") as fh:
+    with rundir.atomic_open(out, "w", encoding="utf-8") as fh:
         for lines in batches:
             fh.write("".join(line + "\n" for line in lines))
 

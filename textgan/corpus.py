@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.files import process_alive
+from textgan.rundir import process_alive
 from textgan.vocab import PAD, RESERVED, SYMBOL_SPACE, TOKEN_KINDS, UNK, Vocab, text_to_codes
 
 CACHE_FORMAT = 1

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from textgan.checkpoint import DIAGNOSTICS
 from textgan.lipschitz import LipschitzConfig, _interpolate, _per_sample_norm, critic_loss
 from textgan.models import one_hot
+from textgan.rundir import DIAGNOSTICS
 
 HIST_BINS = 101  # odd, so one bin is centred on zero
 CLIP_TOLERANCE = 0.01  # "at ±c" means |w| ≥ (1 − 1 %)·c

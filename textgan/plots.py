@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from textgan.checkpoint import CONFIG, DIAGNOSTICS, METRICS
 from textgan.errors import UserError
+from textgan.rundir import CONFIG, DIAGNOSTICS, METRICS
 
 # Training-row series drawn against iterations and wall-clock time, with their axis labels.
 TRAIN_SERIES = (

@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from textgan.checkpoint import DIAGNOSTICS, METRICS, atomic_write_text, read_rows
 from textgan.errors import UserError
 from textgan.lipschitz import CONSTRAINTS
 from textgan.plots import (
@@ -33,6 +32,7 @@ from textgan.plots import (
     plot_runs,
     plot_summary,
 )
+from textgan.rundir import DIAGNOSTICS, METRICS, atomic_write_text, read_rows
 
 DEFAULT_CONSTRAINTS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "none")
 

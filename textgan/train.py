@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from textgan import checkpoint as ckpt_io
-from textgan import fast
-from textgan.checkpoint import Checkpoint, RunDir
+from textgan import fast, rundir
+from textgan.checkpoint import Checkpoint
 from textgan.corpus import CorpusConfig, PreparedCorpus, prepare
 from textgan.errors import UserError, first_line
 from textgan.lipschitz import (
@@ -47,6 +47,7 @@ from textgan.lipschitz import (
     check_critic_norm,
 )
 from textgan.models import Critic, Generator, ModelConfig, count_parameters, one_hot
+from textgan.rundir import RunDir
 from textgan.vocab import Vocab
 
 
@@ -244,7 +245,7 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     old run's ``train.name`` and ``train.run_dir`` (the new run gets its own directory).
     """
     path = Path(path)
-    data = ckpt_io.read_json(path, "config file")
+    data = rundir.read_json(path, "config file")
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a JSON object of sections")
     dropped = dict(_DERIVED)
@@ -532,12 +533,12 @@ class _RunOutput:
 
     def rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if self.active:
-            ckpt_io.append_rows(self.run.metrics, rows)
+            rundir.append_rows(self.run.metrics, rows)
 
     def samples(self, iteration: int, lines: list[str]) -> None:
         if self.active:
             path = self.run.samples / f"iter_{iteration}.txt"
-            ckpt_io.atomic_write_text(path, "".join(line + "\n" for line in lines))
+            rundir.atomic_write_text(path, "".join(line + "\n" for line in lines))
 
     def diagnostics(self, trainer: Trainer, iteration: int) -> None:
         if self.active:
@@ -553,7 +554,7 @@ class _RunOutput:
 
     def config(self, config: RunConfig, vocab: Vocab) -> None:
         if self.active:
-            ckpt_io.write_json(self.run.config, config.to_dict())
+            rundir.write_json(self.run.config, config.to_dict())
             vocab.save(self.run.vocab)
 
     def checkpoint(self, trainer: Trainer, keep: int) -> Path | None:
@@ -703,7 +704,7 @@ def resume(
     finished run); the model, data and optimizer stay as they were.
     """
     run = RunDir.open(run_dir)
-    config = RunConfig.from_dict(ckpt_io.read_json(run.config, "run config"), str(run.config))
+    config = RunConfig.from_dict(rundir.read_json(run.config, "run config"), str(run.config))
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     refuse_resume_changes(
         ["--" + k.replace("_", "-") for k in sorted(set(overrides) - set(RESUMABLE))]
@@ -729,9 +730,9 @@ def resume(
     evaluator = _evaluator(config, prepared, progress)
     output = _RunOutput(run, progress)
     if output.active:
-        ckpt_io.truncate_rows(run.metrics, ckpt.iteration)
-        ckpt_io.truncate_rows(run.path / ckpt_io.DIAGNOSTICS, ckpt.iteration)
-        ckpt_io.write_json(run.config, config.to_dict())
+        rundir.truncate_rows(run.metrics, ckpt.iteration)
+        rundir.truncate_rows(run.path / rundir.DIAGNOSTICS, ckpt.iteration)
+        rundir.write_json(run.config, config.to_dict())
     return _loop(config, prepared, trainer, evaluator, output, hooks, last_ckpt=ckpt.path)
 
 
@@ -950,7 +951,7 @@ def sample_text(
 def read_run_config(run_dir: str | Path) -> RunConfig:
     """The saved config of a run directory."""
     run = RunDir.open(run_dir)
-    return RunConfig.from_dict(ckpt_io.read_json(run.config, "run config"), str(run.config))
+    return RunConfig.from_dict(rundir.read_json(run.config, "run config"), str(run.config))
 
 
 __all__ = [
