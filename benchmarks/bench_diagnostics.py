@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from textgan.config import PRESETS, RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
 from textgan.diagnostics import append_diagnostics, diagnose_trainer
 from textgan.lipschitz import LipschitzConfig
 from textgan.models import ModelConfig
 from textgan.plots import write_run_plots
-from textgan.train import PRESETS, RunConfig, TrainConfig, Trainer, _Meter
+from textgan.trainer import Meter, Trainer
 
 
 def _trainer(preset: str, kind: str, vocab: int) -> Trainer:
@@ -75,7 +76,7 @@ def _time(fn, repeats: int) -> float:
 
 def bench(preset: str, kind: str, vocab: int, repeats: int) -> dict:
     trainer = _trainer(preset, kind, vocab)
-    meter = _Meter()
+    meter = Meter()
     trainer.step(meter)  # warm-up
     t = trainer.config.train
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,10 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from naive_step import NaiveConfig, NaiveStep
 
+from textgan.config import PRESETS, RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
 from textgan.lipschitz import LipschitzConfig
 from textgan.models import ModelConfig
-from textgan.train import PRESETS, RunConfig, TrainConfig, Trainer, _Meter
+from textgan.trainer import Meter, Trainer
 
 PAPER_ITERS = 200_000
 CLOCK = time.perf_counter  # --cpu-time: time.process_time
@@ -130,7 +131,7 @@ class Pair:
         )
         self.device = device
         self.rng = rng
-        self.meter = _Meter()
+        self.meter = Meter()
 
     def real_ids(self) -> torch.Tensor:
         rows = self.rng.integers(0, len(self.ids), size=self.config.train.batch_size)
@@ -216,7 +217,7 @@ def overhead(preset: str, args: argparse.Namespace, device: torch.device) -> dic
 
     from textgan.corpus import prepare
     from textgan.rundir import RunDir
-    from textgan.train import _evaluate, _evaluator, _RunOutput
+    from textgan.train import RunOutput, evaluate, make_evaluator
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = CorpusConfig(corpus="pydocs", data_dir=str(Path(tmp) / "data"))
@@ -231,12 +232,12 @@ def overhead(preset: str, args: argparse.Namespace, device: torch.device) -> dic
         t = TrainConfig(**{**train, "eval_samples": min(t.eval_samples, len(prepared.heldout))})
         config = RunConfig(corpus, model, LipschitzConfig(), t, prepared.fingerprint)
         trainer = Trainer(config, prepared.train, device)
-        evaluator = _evaluator(config, prepared, progress=False)
-        output = _RunOutput(RunDir.create(Path(tmp) / "run"), progress=False)
+        evaluator = make_evaluator(config, prepared, progress=False)
+        output = RunOutput(RunDir.create(Path(tmp) / "run"), progress=False)
         output.config(config, prepared.vocab)
-        meter = _Meter()
+        meter = Meter()
         step = min_time(lambda: trainer.step(meter), device, repeats=args.iter_repeats)
-        evaluate = min_time(lambda: _evaluate(trainer, evaluator, config), device, repeats=3)
+        evaluate = min_time(lambda: evaluate(trainer, evaluator, config), device, repeats=3)
         save = min_time(lambda: output.checkpoint(trainer, t.keep), device, repeats=3)
     share = (evaluate / t.eval_every + save / t.ckpt_every) / step
     print(

@@ -21,8 +21,8 @@ import torch
 from torch.nn import functional as F
 
 from textgan import fast, lipschitz
+from textgan.config import PRESETS, TrainConfig
 from textgan.models import Critic, Generator, ModelConfig, one_hot
-from textgan.train import PRESETS, TrainConfig
 
 LIP = lipschitz.LipschitzConfig()
 

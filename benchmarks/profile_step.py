@@ -18,10 +18,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from textgan import fast
+from textgan.config import PRESETS, RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
 from textgan.lipschitz import LipschitzConfig
 from textgan.models import ModelConfig
-from textgan.train import PRESETS, RunConfig, TrainConfig, Trainer
+from textgan.trainer import Trainer
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from shared_corpus import GBW
 
-from textgan.train import layered_config, resolve_run_config, train
+from textgan.config import layered_config
+from textgan.train import resolve_run_config, train
 
 
 def run(args: argparse.Namespace, precision: str, seed: int, root: Path) -> dict:

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from textgan import checkpoint as ck
 from textgan import cli
+from textgan import config as C
 from textgan import rundir as rd
-from textgan import train as T
 from textgan.cli import main
 from textgan.corpus import CorpusConfig, prepare
 
@@ -78,9 +78,9 @@ def _copy(run, tmp_path):
 
 
 def test_every_config_field_has_a_train_flag():
-    for section, kind in T.SECTIONS.items():
+    for section, kind in C.SECTIONS.items():
         flags = {cli._FIELD_OF.get(opt, opt) for opt in cli._TRAIN_SECTIONS[section]}
-        names = {f.name for f in fields(kind)} - set(T._DERIVED.get(section, ())) - {"preset"}
+        names = {f.name for f in fields(kind)} - set(C.DERIVED.get(section, ())) - {"preset"}
         assert flags == names, section
         params = {p.name for p in cli.train.params}
         assert set(cli._TRAIN_SECTIONS[section]) <= params

@@ -131,9 +131,10 @@ def test_append_writes_one_line_per_record(tmp_path):
 
 
 def _tiny_run(tmp_path, gbw_dir, name, diag_every):
+    from textgan import config as C
     from textgan import train as T
 
-    layers = T.layered_config(
+    layers = C.layered_config(
         "tiny",
         overrides={
             "corpus": {
@@ -174,9 +175,10 @@ def test_training_logs_diagnostics_without_changing_the_run(tmp_path, gbw_dir):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_training_diagnostics_under_bf16(tmp_path, gbw_dir):
+    from textgan import config as C
     from textgan import train as T
 
-    layers = T.layered_config(
+    layers = C.layered_config(
         "tiny",
         overrides={
             "corpus": {"corpus": str(gbw_dir), "data_dir": str(tmp_path / "data")},

@@ -19,10 +19,11 @@ import pytest
 import torch
 
 from textgan import fast, lipschitz
+from textgan.config import RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
 from textgan.models import Critic, Generator, ModelConfig, one_hot
-from textgan.train import RunConfig, TrainConfig, Trainer
+from textgan.trainer import Trainer
 
 CPU = torch.device("cpu")
 

@@ -13,8 +13,12 @@ import pytest
 import torch
 
 from textgan import checkpoint as ck
+from textgan import config as C
+from textgan import devices as D
 from textgan import rundir as rd
+from textgan import sampling as S
 from textgan import train as T
+from textgan import trainer as TR
 from textgan.corpus import CorpusConfig, prepare
 from textgan.errors import UserError
 from textgan.metrics import JSEvaluator
@@ -54,7 +58,7 @@ def _config(corpus, tmp_path, name="run", micro=True, **train):
         "model": MICRO["model"] if micro else {},
         "train": {**(MICRO["train"] if micro else {}), "run_dir": str(tmp_path / name), **train},
     }
-    config, prepared2 = T.resolve_run_config(T.layered_config("tiny", overrides=overrides), False)
+    config, prepared2 = T.resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
     assert prepared2.fingerprint == prepared.fingerprint  # the cache is reused
     return config, prepared2
 
@@ -89,7 +93,7 @@ def _tensors(ckpt_dir):
 
 
 def test_presets_hold_the_paper_defaults():
-    t = T.TrainConfig()
+    t = C.TrainConfig()
     assert (t.iters, t.batch_size, t.critic_iters, t.lr, t.beta1, t.beta2) == (
         200_000,
         64,
@@ -98,11 +102,11 @@ def test_presets_hold_the_paper_defaults():
         0.5,
         0.9,
     )
-    layers = T.layered_config()
+    layers = C.layered_config()
     assert layers["train"]["preset"] == "paper"
     assert layers["model"] == {"dim": 512, "blocks": 5}
-    assert T.layered_config("small")["model"]["dim"] == 128
-    assert set(T.PRESETS) == {"paper", "small", "tiny"}
+    assert C.layered_config("small")["model"]["dim"] == 128
+    assert set(C.PRESETS) == {"paper", "small", "tiny"}
 
 
 def test_precedence_preset_then_file_then_flags(tmp_path):
@@ -117,14 +121,14 @@ def test_precedence_preset_then_file_then_flags(tmp_path):
             }
         )
     )
-    layers = T.layered_config(config_file=path, overrides={"train": {"lr": 0.003}})
+    layers = C.layered_config(config_file=path, overrides={"train": {"lr": 0.003}})
     assert layers["train"]["preset"] == "tiny"
     assert layers["train"]["lr"] == 0.003  # flag beats file
     assert layers["train"]["iters"] == 77  # file beats preset
-    assert layers["train"]["batch_size"] == T.PRESETS["tiny"]["train"]["batch_size"]
+    assert layers["train"]["batch_size"] == C.PRESETS["tiny"]["train"]["batch_size"]
     assert layers["model"] == {"dim": 48, "blocks": 1}  # corpus-derived fields dropped
     assert layers["lipschitz"] == {"lam": 5}
-    assert T.layered_config("small", path)["train"]["preset"] == "small"  # flag beats file
+    assert C.layered_config("small", path)["train"]["preset"] == "small"  # flag beats file
 
 
 @pytest.mark.parametrize(
@@ -141,42 +145,43 @@ def test_bad_config_files(tmp_path, content, message):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(content))
     with pytest.raises(UserError, match=message):
-        T.layered_config(config_file=path)
+        C.layered_config(config_file=path)
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("critic_iters", 0, "--critic-iters must be at least 1"),
-        ("batch_size", 0, "--batch-size must be at least 1"),
-        ("iters", 0, "--iters must be at least 1"),
-        ("lr", 0.0, "--lr must be a positive number"),
-        ("lr", -1e-4, "--lr must be a positive number"),
-        ("lr", math.nan, "--lr must be a positive number"),
-        ("beta2", 1.0, "--beta2 must lie in"),
-        ("preset", "huge", "unknown preset"),
-        ("device", "tpu", "unknown device"),
-        ("device", "cuda:x", "unknown device"),
-        ("device", "cpu:", "unknown device"),
-        ("max_minutes", 0.0, "--max-minutes"),
+        ("critic_iters", 0, "train.critic_iters must be at least 1"),
+        ("batch_size", 0, "train.batch_size must be at least 1"),
+        ("iters", 0, "train.iters must be at least 1"),
+        ("lr", 0.0, "train.lr must be a positive number"),
+        ("lr", -1e-4, "train.lr must be a positive number"),
+        ("lr", math.nan, "train.lr must be a finite number"),
+        ("beta2", 1.0, "train.beta2 must lie in"),
+        ("preset", "huge", "train.preset must be one of paper, small, tiny"),
+        ("max_minutes", 0.0, "train.max_minutes must be a positive number"),
+        ("seed", -1, "train.seed must be at least 0"),
+        ("seed", 2**64, "train.seed must be at most"),
+        ("name", "../x", "train.name must be a plain name"),
+        ("name", "/abs", "train.name must be a plain name"),
     ],
 )
 def test_train_config_validation(field, value, message):
     with pytest.raises(UserError, match=message):
-        T.TrainConfig(**{field: value}).validate()
+        C.TrainConfig(**{field: value})
 
 
-@pytest.mark.parametrize("name", ["tpu", "cuda:x", "meta"])
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "cpu:", "meta"])
 def test_pick_device_refuses_what_is_not_a_device(name):
     with pytest.raises(UserError, match="unknown device"):
-        T.pick_device(name)
+        D.pick_device(name)
 
 
 def test_run_config_roundtrips_through_json(corpus, tmp_path):
     config, prepared = _config(corpus, tmp_path)
     assert config.model.vocab_size == len(prepared.vocab)
     assert config.model.seq_len == 32 and config.fingerprint == prepared.fingerprint
-    again = T.RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    again = C.RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
 
 
@@ -184,7 +189,7 @@ def test_a_runs_config_is_a_template_for_a_new_run(corpus, tmp_path):
     config, _ = _config(corpus, tmp_path, "old", lr=0.002)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_dict()))
-    layers = T.layered_config(config_file=path, overrides={"train": {"name": "new"}})
+    layers = C.layered_config(config_file=path, overrides={"train": {"name": "new"}})
     assert layers["train"]["lr"] == 0.002 and layers["train"]["name"] == "new"
     assert "run_dir" not in layers["train"] and "vocab_size" not in layers["model"]
 
@@ -204,7 +209,7 @@ def test_tiny_run_learns_the_unigram_distribution(corpus, tmp_path):
         corpus, tmp_path, micro=False, iters=300, eval_every=150, ckpt_every=150, device="cpu"
     )
     evaluator = JSEvaluator(prepared, n_samples=640, progress=False)
-    init = T.Trainer(config, prepared.train, torch.device("cpu")).generator
+    init = TR.Trainer(config, prepared.train, torch.device("cpu")).generator
     js_init = evaluator(np.concatenate(list(generate_ids(init, 640, seed=0))))["js1"]
 
     result = T.train(config, prepared, progress=False)
@@ -301,7 +306,7 @@ def test_resume_refuses_random_streams_of_another_device_kind(corpus, tmp_path):
     result = T.train(config, prepared, progress=False)
     saved = ck.load_checkpoint(result.checkpoint)
     saved.state["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state
-    trainer = T.Trainer(config, prepared.train, torch.device("cpu"))
+    trainer = TR.Trainer(config, prepared.train, torch.device("cpu"))
     with pytest.raises(UserError, match="written on another kind of device than cpu"):
         trainer.load(saved)
 
@@ -343,14 +348,14 @@ def test_new_run_never_overwrites_an_existing_directory(corpus, tmp_path):
 def test_load_generator_samples_vocabulary_text(corpus, tmp_path):
     config, prepared = _config(corpus, tmp_path, iters=2, eval_samples=16)
     result = T.train(config, prepared, progress=False)
-    generator, vocab, ckpt = T.load_generator(result.run_dir, "cpu")
+    generator, vocab, ckpt = S.load_generator(result.run_dir, "cpu")
     assert vocab == prepared.vocab and ckpt.iteration == 2 and not generator.training
-    batches = list(T.sample_text(generator, vocab, 50, batch_size=16))
+    batches = list(S.sample_text(generator, vocab, 50, batch_size=16))
     assert [len(b) for b in batches] == [16, 16, 16, 2]
     lines = [line for b in batches for line in b]
     assert all(len(line) <= 32 for line in lines)
     assert set("".join(lines)) <= {chr(s) for s in vocab.symbols} | {"\ufffd"}
-    again = [line for b in T.sample_text(generator, vocab, 50, batch_size=16) for line in b]
+    again = [line for b in S.sample_text(generator, vocab, 50, batch_size=16) for line in b]
     assert again == lines  # the seed fixes the samples
 
 
@@ -373,14 +378,14 @@ def test_cuda_run_stops_resumes_and_samples(corpus, tmp_path):
     rows = _rows(resumed.run_dir)
     assert [r["iter"] for r in rows if "critic_loss" in r] == [1, 2, 3, 4]
     assert all(math.isfinite(r["critic_loss"]) for r in rows if "critic_loss" in r)
-    generator, vocab, _ = T.load_generator(resumed.run_dir, "cuda")
+    generator, vocab, _ = S.load_generator(resumed.run_dir, "cuda")
     assert next(generator.parameters()).is_cuda
-    lines = [line for b in T.sample_text(generator, vocab, 20, temperature=0.7) for line in b]
+    lines = [line for b in S.sample_text(generator, vocab, 20, temperature=0.7) for line in b]
     assert len(lines) == 20
 
 
 def test_meter_averages_over_the_interval():
-    meter = T._Meter()
+    meter = TR.Meter()
     for v in (1.0, 2.0, 6.0):
         meter.add("critic", {"critic_loss": torch.tensor(v)})
     meter.add("gen", {"gen_loss": torch.tensor(-1.0)})
@@ -398,7 +403,7 @@ def test_max_minutes_ends_the_run_like_its_last_iteration(corpus, tmp_path):
 
 
 def test_second_ctrl_c_aborts_at_once(tmp_path):
-    output = T._RunOutput(rd.RunDir(tmp_path), progress=False)
+    output = T.RunOutput(rd.RunDir(tmp_path), progress=False)
     with T._StopFlag(output) as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.signal == signal.SIGINT

@@ -192,6 +192,7 @@ def train(
     next iteration with a checkpoint; --resume continues bit for bit.
     """
     from textgan import train as training
+    from textgan.config import layered_config
 
     sections = {
         section: {_FIELD_OF.get(opt, opt): flags[opt] for opt in opts if flags[opt] is not None}
@@ -209,7 +210,7 @@ def train(
         training.refuse_resume_changes(fixed)
         result = training.resume(resume_dir, sections["train"], progress=progress)
     else:
-        layers = training.layered_config(preset, config_file, sections)
+        layers = layered_config(preset, config_file, sections)
         config, prepared = training.resolve_run_config(layers, progress=progress)
         result = training.train(config, prepared, progress=progress)
     return result.exit_code
@@ -253,14 +254,13 @@ def sample(
     device: str,
 ) -> None:
     """Write N samples of a trained generator, one per line (trailing padding removed)."""
-    from textgan import rundir
-    from textgan import train as training
+    from textgan import rundir, sampling
 
     if run_dir and checkpoint:
         raise UserError("give either --run or --checkpoint, not both")
     source = checkpoint or run_dir or rundir.find_latest_run("runs")
-    generator, vocab, _ = training.load_generator(source, device)
-    batches = training.sample_text(
+    generator, vocab, _ = sampling.load_generator(source, device)
+    batches = sampling.sample_text(
         generator, vocab, n, temperature=temperature, seed=seed, batch_size=batch_size
     )
     if out is None:

@@ -152,7 +152,7 @@ def critic_input_grad(critic: Critic, x: Tensor) -> Tensor:
 
 def fast_loss_supported(critic: nn.Module, cfg: lipschitz.LipschitzConfig) -> bool:
     """Whether ``critic_loss`` takes the fast path for this critic and constraint."""
-    con = cfg.constraint
+    con = lipschitz.CONSTRAINTS[cfg.kind]
     return con.penalty is not None and con.slope == "gradient" and explicit_grad_supported(critic)
 
 
@@ -179,7 +179,7 @@ def _penalized_loss(
     scores = critic(torch.cat([real, fake])).float()
     d_real, d_fake = scores[:b].mean(), scores[b:].mean()
     norms = critic_input_grad(critic, x_hat).float().flatten(1).norm(dim=1)
-    gp = cfg.constraint.penalty(norms, cfg.target).mean()
+    gp = lipschitz.CONSTRAINTS[cfg.kind].penalty(norms, cfg.target).mean()
     loss = d_fake - d_real + cfg.lam * gp
     stats = {
         "wasserstein": (d_real - d_fake).detach(),

@@ -30,36 +30,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from textgan.config import LIPSCHITZ_KINDS, LipschitzConfig
 from textgan.errors import UserError
 
 Tensor = torch.Tensor
-
-
-@dataclass(frozen=True)
-class LipschitzConfig:
-    """Which constraint, its weight λ, its target slope K and the clipping bound c."""
-
-    kind: str = "gp"
-    lam: float = 10.0
-    target: float = 1.0
-    clip: float = 0.01
-
-    def __post_init__(self) -> None:
-        if self.kind not in CONSTRAINTS:
-            raise UserError(
-                f"unknown Lipschitz constraint {self.kind!r}; "
-                f"choose one of {', '.join(CONSTRAINTS)}"
-            )
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise UserError(f"lambda must be a finite number ≥ 0, got {self.lam}")
-        if not (math.isfinite(self.clip) and self.clip > 0):
-            raise UserError(f"clip must be a finite number > 0, got {self.clip}")
-        if not (math.isfinite(self.target) and self.target > 0):
-            raise UserError(f"the Lipschitz target must be a finite number > 0, got {self.target}")
-
-    @property
-    def constraint(self) -> Constraint:
-        return CONSTRAINTS[self.kind]
 
 
 def _nothing(critic: nn.Module, cfg: LipschitzConfig) -> None:
@@ -118,6 +92,8 @@ CONSTRAINTS: dict[str, Constraint] = {
     "sn": Constraint("spectral normalization of every critic layer", setup=_spectral_norm),
     "none": Constraint("no constraint (diverges; for comparison only)"),
 }
+# The CLI offers config.LIPSCHITZ_KINDS without importing torch: the two lists must agree.
+assert tuple(CONSTRAINTS) == LIPSCHITZ_KINDS, "config.LIPSCHITZ_KINDS out of date"
 
 
 def _has_batch_norm(critic: nn.Module) -> bool:
@@ -126,7 +102,7 @@ def _has_batch_norm(critic: nn.Module) -> bool:
 
 def check_critic_norm(critic_norm: str, cfg: LipschitzConfig) -> None:
     """Refuse batch norm in a critic trained with a per-sample penalty (UserError)."""
-    if critic_norm == "batch" and cfg.constraint.penalty is not None:
+    if critic_norm == "batch" and CONSTRAINTS[cfg.kind].penalty is not None:
         raise UserError(
             f"batch norm cannot be combined with the {cfg.kind} penalty: batch norm makes each "
             "sample's critic value depend on the rest of the batch, which breaks the per-sample "
@@ -138,13 +114,13 @@ def check_critic_norm(critic_norm: str, cfg: LipschitzConfig) -> None:
 def apply_constraint(critic: nn.Module, cfg: LipschitzConfig) -> nn.Module:
     """Prepare ``critic`` for ``cfg`` once, before training (e.g. spectral norm); returns it."""
     check_critic_norm("batch" if _has_batch_norm(critic) else "none", cfg)
-    cfg.constraint.setup(critic, cfg)
+    CONSTRAINTS[cfg.kind].setup(critic, cfg)
     return critic
 
 
 def after_critic_step(critic: nn.Module, cfg: LipschitzConfig) -> None:
     """Call after every critic optimizer step (e.g. weight clipping)."""
-    cfg.constraint.after_step(critic, cfg)
+    CONSTRAINTS[cfg.kind].after_step(critic, cfg)
 
 
 def _interpolate(real: Tensor, fake: Tensor, rng: torch.Generator | None, shuffle: bool) -> Tensor:
@@ -190,7 +166,7 @@ def critic_loss(
     pairings of ``gp-fd``) so training is reproducible. The penalty never trains the generator:
     interpolates are detached from ``fake``.
     """
-    con = cfg.constraint
+    con = CONSTRAINTS[cfg.kind]
     need_grad = con.penalty is not None and con.slope == "gradient"
     measure = need_grad or monitor  # ‖∇x̂ D‖ is needed (penalty) or reported (monitor)
     parts = [real, fake]

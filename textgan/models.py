@@ -16,44 +16,11 @@ Initialization follows the reference's ``tflib`` exactly:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from textgan.errors import UserError
-
-CRITIC_NORMS = ("none", "layer", "batch")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Sizes of both networks; the defaults are the paper's (D = 512, 5 blocks, kernel 5)."""
-
-    vocab_size: int
-    seq_len: int = 32
-    dim: int = 512
-    blocks: int = 5
-    kernel: int = 5
-    res_scale: float = 0.3
-    noise_dim: int = 128
-    critic_norm: str = "none"
-
-    def __post_init__(self) -> None:
-        for name in ("seq_len", "dim", "kernel", "noise_dim"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.vocab_size < 2:
-            raise UserError(f"vocab_size must be at least 2, got {self.vocab_size}")
-        if self.blocks < 0:
-            raise UserError(f"blocks must be 0 or more, got {self.blocks}")
-        if not math.isfinite(self.res_scale):
-            raise UserError(f"res_scale must be a finite number, got {self.res_scale}")
-        if self.critic_norm not in CRITIC_NORMS:
-            raise UserError(
-                f"unknown critic normalization {self.critic_norm!r}; "
-                f"choose one of {', '.join(CRITIC_NORMS)}"
-            )
+from textgan.config import ModelConfig
 
 
 def _norm_layer(kind: str, dim: int) -> nn.Module:

@@ -1,4 +1,5 @@
-"""Decoding a generator's output to ids and strings: argmax (the paper's) or temperature sampling.
+"""Loading a trained generator and decoding its output to ids and strings: argmax (the
+paper's) or temperature sampling.
 
 Generation streams in batches, so a million samples never sit in memory at once.
 """
@@ -7,12 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from textgan.errors import UserError
+from textgan.checkpoint import Checkpoint, load_checkpoint
+from textgan.config import ModelConfig, build
+from textgan.devices import pick_device
+from textgan.errors import UserError, first_line
+from textgan.models import Generator
 from textgan.vocab import Vocab, id_dtype
 
 _NUL = "\0"  # never in decoded text (the corpus reader refuses NUL), so it can mark PAD
@@ -87,3 +93,43 @@ def samples_to_text(ids: np.ndarray, vocab: Vocab, pad: str = "") -> list[str]:
     (generators can emit one) shows as ``pad``."""
     rows = vocab.decode(np.asarray(ids), pad=_NUL)
     return [row.rstrip(_NUL).replace(_NUL, pad) for row in rows]
+
+
+def load_generator(path: str | Path, device: str = "auto") -> tuple[Generator, Vocab, Checkpoint]:
+    """The trained generator of a checkpoint (or of a run's newest one), ready on ``device``."""
+    ckpt = load_checkpoint(path, training_state=False)
+    model = ckpt.config.get("model") if isinstance(ckpt.config, dict) else None
+    if not isinstance(model, dict):
+        raise UserError(f"checkpoint {ckpt.path} has no model config in its config.json")
+    model_cfg = build(ModelConfig, model, f"checkpoint {ckpt.path}")
+    if model_cfg.vocab_size != len(ckpt.vocab):
+        raise UserError(
+            f"checkpoint {ckpt.path}: the model has {model_cfg.vocab_size} ids, its vocabulary "
+            f"{len(ckpt.vocab)}"
+        )
+    generator = Generator(model_cfg)
+    try:
+        generator.load_state_dict(ckpt.generator)
+    except RuntimeError as err:
+        raise UserError(
+            f"checkpoint {ckpt.path}: the generator weights do not fit its config "
+            f"({first_line(err)})"
+        ) from None
+    return generator.to(pick_device(device)).eval(), ckpt.vocab, ckpt
+
+
+def sample_text(
+    generator: Generator,
+    vocab: Vocab,
+    n: int,
+    *,
+    temperature: float | None = None,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> Iterator[list[str]]:
+    """``n`` samples as strings, one list per batch (trailing padding removed)."""
+    device = next(generator.parameters()).device
+    for ids in generate_ids(
+        generator, n, batch_size=batch_size, temperature=temperature, seed=seed, device=device
+    ):
+        yield samples_to_text(ids, vocab)

@@ -42,7 +42,7 @@ def setting(
     resumable: bool = False,
     cli: bool = True,
 ) -> Any:
-    """A dataclass field with its metadata.
+    """A dataclass field with its metadata (``default=dataclasses.MISSING``: required).
 
     ``minimum``/``maximum`` bound the value (inclusive); ``positive`` asks for a finite number
     > 0. ``flag`` overrides the flag derived from the field name (``--batch-size`` for

@@ -75,7 +75,7 @@ def default_out(now: datetime | None = None) -> Path:
 
 
 def _layers(cfg: StudyConfig, kind: str, run_dir: Path) -> dict[str, dict[str, Any]]:
-    from textgan.train import layered_config
+    from textgan.config import layered_config
 
     train = {
         **cfg.overrides.get("train", {}),
