@@ -4,8 +4,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from textgan.metrics.bleu import bleu
-from textgan.vocab import PAD
+from textgan.metrics.bleu import bleu, bleu_orders
+from textgan.vocab import PAD, Vocab, count_symbols, text_to_codes
 
 
 def _tokens(row):
@@ -82,3 +82,32 @@ def test_own_must_point_at_the_hypothesis():
         bleu(x, x, 2, base=3, own=np.array([1, 0]))
     with pytest.raises(ValueError, match="other reference"):
         bleu(x[:1], x[:1], 2, base=3, own=np.array([0]))
+
+
+def _nltk_mean(nltk_bleu, hypotheses, references, n):
+    """Mean of NLTK's own sentence_bleu, method 1; ``references[i]`` those of hypothesis i."""
+    smooth = nltk_bleu.SmoothingFunction().method1
+    return np.mean(
+        [
+            nltk_bleu.sentence_bleu(r, h, weights=(1 / n,) * n, smoothing_function=smooth)
+            for h, r in zip(hypotheses, references, strict=True)
+        ]
+    )
+
+
+@pytest.mark.parametrize("refs", [3, 200])  # few references: smoothing and brevity penalty count
+def test_bleu_and_self_bleu_equal_nltk_on_real_sentences(gbw_lines, refs):
+    nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
+    lines = [*gbw_lines[:30], "Yes .", "No", *gbw_lines[1000 : 1000 + refs]]
+    codes = text_to_codes(lines, 32)
+    ids = Vocab.from_counts(count_symbols(codes)).codes_to_ids(codes)
+    base = int(ids.max()) + 1
+    tokens = [list(line[:32]) for line in lines]  # characters, as the ids stand for
+    hyps, refs_t = tokens[:32], tokens[32:]
+    got = bleu_orders(ids[:32], ids[32:], (2, 3, 4, 5), base)
+    self_got = bleu_orders(ids[:32], ids[:32], (2, 3, 4, 5), base, own=np.arange(32))
+    others = [hyps[:i] + hyps[i + 1 :] for i in range(32)]
+    for n in (2, 3, 4, 5):
+        assert got[n] == pytest.approx(_nltk_mean(nltk_bleu, hyps, [refs_t] * 32, n), abs=1e-9)
+        assert self_got[n] == pytest.approx(_nltk_mean(nltk_bleu, hyps, others, n), abs=1e-9)
+    assert 0 < got[5] < got[2] < 1  # real values, neither all 0 nor all 1
