@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from textgan.errors import UserError
+from textgan.metrics import JSEvaluator
 from textgan.metrics.js import js_divergence
 from textgan.metrics.ngrams import NgramCounts
-from textgan.metrics.reference import JSEvaluator, ReferenceNgrams, real_subset
+from textgan.metrics.reference import ReferenceNgrams, real_subset
 from textgan.vocab import Vocab, count_symbols, text_to_codes
 
 
@@ -47,7 +48,7 @@ def test_cache_is_rebuilt_for_other_data_or_higher_order(prepared, tmp_path):
     assert ReferenceNgrams.for_corpus(other, 2, progress=False).fingerprint == "fp-2"
     assert ReferenceNgrams.load(tmp_path / "ngrams.npz").fingerprint == "fp-2"
     assert ReferenceNgrams.for_corpus(other, 5, progress=False).max_n == 5
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob(".tmp-*"))
 
 
 def _stand_in_like(prepared, path, fingerprint):

@@ -56,7 +56,7 @@ def test_report_matches_the_evaluator_and_counts_changes(corpus, other_lines, tm
     assert abs(report["lm_bits"] - report["floor_lm_bits"]) < 0.3
     assert 1.0 < report["lm_bits"] < 4.0 and report["copy_rate"] == 0.0
     metrics = [k for k in report if k.startswith("floor_")]
-    assert len(metrics) == 4 + 4 + 8 + 4 + 2 and all(k[6:] in report for k in metrics)
+    assert len(metrics) == 4 + 4 + 8 + 4 + 2 + 1 and all(k[6:] in report for k in metrics)
 
 
 def _samples(ids):
@@ -90,7 +90,7 @@ def test_stdin_table_and_real_table(corpus, other_lines):
     real = _score("--real", *_corpus_args(corpus), "-n", "50")
     assert real.exit_code == 0, real.output
     assert "50 real held-out lines" in real.output and "value" not in real.output
-    assert real.output.count("\n") == 1 + 1 + 22
+    assert real.output.count("\n") == 1 + 1 + 23
     n_heldout = len(corpus[1].heldout)
     everything = _score("--real", *_corpus_args(corpus), "-n", str(n_heldout))
     assert re.search(r"^reverse_lm_bits +n/a$", everything.output, re.M)
@@ -129,12 +129,17 @@ def test_a_run_whose_corpus_changed_is_refused(corpus, tmp_path):
     ("make", "extra", "message"),
     [
         (lambda p: p.write_bytes(b""), [], "is empty"),
-        (lambda p: p.write_bytes(b"ab\x00\x01cd\n"), [], "binary"),
-        (lambda p: p.write_bytes(b"ok\n\xff\xfe\n"), [], "not UTF-8 text (line 2)"),
+        (lambda p: p.write_bytes(b"ok\nab\x00\x01cd\n"), [], "samples.txt is a binary file (a NUL"),
+        (lambda p: p.write_bytes(b"ok\nab\x00\x01cd\n"), [], "NUL byte on line 2"),
+        (lambda p: p.write_bytes(b"ok\n\xff\xfe\n"), [], "samples.txt is not UTF-8 text (line 2)"),
         (lambda p: p.write_text("x\n" * 5000), ["-n", "5000"], "held-out split (6"),
         (lambda p: p.write_text("x\n"), ["--ngrams", "0"], "between 1 and 6"),
         (lambda p: p.write_text("x\n"), ["--ngrams", "7"], "between 1 and 6"),
         (lambda p: p.write_text("x\n"), ["--real"], "or --real"),
+        (lambda p: p.write_text("x\n"), ["--seed", "-1"], "'--seed': -1 is not in the range"),
+        (lambda p: p.write_text("x\n"), ["--seed", str(2**64)], "not in the range 0<=x<="),
+        (lambda p: p.write_text("x\n"), ["--seq-len", "0"], "'--seq-len': 0 is not in the"),
+        (lambda p: p.write_text("x\n"), ["-n", "0"], "'--n-samples': 0 is not in the range"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(corpus, tmp_path, make, extra, message):
@@ -180,3 +185,18 @@ def test_default_n_is_capped_at_a_small_held_out_split(tmp_path, gbw_lines):
     assert json.loads(res.output)["n_samples"] == 300
     res = _score(*args, "-n", "640")  # an explicit N is never lowered
     assert res.exit_code == 2 and "300 lines" in res.output
+
+
+def test_scoring_more_than_memory_holds_is_refused_before_allocating(corpus, tmp_path, monkeypatch):
+    ref = _write(tmp_path / "ref.txt", [f"line {i}" for i in range(100)])
+    samples = _write(tmp_path / "s.txt", ["a sample"] * 50)
+    res = _score(samples, "--reference", ref, "--seq-len", str(10**11))
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "100 lines of 100,000,000,000 symbols need about" in res.output
+    res = _score("--real", "--reference", ref, "-n", str(10**30))
+    assert res.exit_code == 2 and "too few to hold out" in res.output
+    # A samples file too large for memory at -n 10**30 (here: each symbol costs a terabyte).
+    monkeypatch.setattr("textgan.metrics.report.BYTES_PER_SYMBOL", 2**40)
+    res = _score(samples, *_corpus_args(corpus), "-n", str(10**30))
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "the samples: 50 lines of 32 symbols need about" in res.output

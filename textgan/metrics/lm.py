@@ -25,15 +25,21 @@ distribution over all V ids, so every id has a probability above zero.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from textgan.metrics.cache import (
+    UNREADABLE_CACHE,
+    check_counts,
+    load_npz,
+    meta_int,
+    save_cache,
+    save_npz,
+)
 from textgan.metrics.ngrams import add_part, check_order, merge_counts, unique_counts, window_keys
-from textgan.metrics.reference import UNREADABLE_CACHE, save_cache, save_npz
 from textgan.vocab import PAD
 
 ORDER = 5
@@ -145,13 +151,14 @@ class KneserNeyLM:
     @classmethod
     def load(cls, path: str | Path) -> tuple[KneserNeyLM, str]:
         """The model saved at ``path`` and the fingerprint it was saved with."""
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT_VERSION:
-                raise ValueError(f"unsupported language model cache format {meta.get('format')}")
-            return cls(data["keys"], data["counts"], meta["base"], meta["order"]), meta[
-                "fingerprint"
-            ]
+        meta, arrays = load_npz(path, FORMAT_VERSION)
+        base, order = meta_int(meta, "base"), meta_int(meta, "order")
+        check_order(order, base)
+        keys, counts = arrays["keys"], arrays["counts"]
+        check_counts(keys, counts, base**order)
+        if len(keys) == 0:
+            raise ValueError(f"{path} holds no n-gram counts")
+        return cls(keys, counts, base, order), str(meta["fingerprint"])
 
     @classmethod
     def for_corpus(cls, prepared: Any, order: int = ORDER, progress: bool = False) -> KneserNeyLM:

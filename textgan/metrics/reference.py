@@ -1,4 +1,4 @@
-"""The n-gram reference of a prepared corpus, cached beside it, and the JS evaluator.
+"""The n-gram reference of a prepared corpus, cached beside it, and the real held-out lines.
 
 The reference holds the counts of every n-gram (n = 1..max_n, padding included) of the training
 split. It is computed once and saved as ``<corpus dir>/ngrams.npz``; later runs load it, so
@@ -11,11 +11,6 @@ sequences (a fixed random subset drawn from ``seed``) against the same reference
 
 from __future__ import annotations
 
-import json
-import os
-import warnings
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +18,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from textgan.errors import UserError
+from textgan.metrics.cache import (
+    UNREADABLE_CACHE,
+    check_counts,
+    load_npz,
+    meta_int,
+    save_cache,
+    save_npz,
+)
 from textgan.metrics.js import js_divergence
 from textgan.metrics.ngrams import NgramCounts, check_order, count_all
 
 CACHE_NAME = "ngrams.npz"
 FORMAT_VERSION = 1
-# What loading a damaged or outdated cache raises (an empty file: EOFError; a truncated one:
-# BadZipFile; a missing array or field: KeyError); such a cache is rebuilt, never fatal.
-UNREADABLE_CACHE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
 
 # The reference scores 640 samples (ten batches of 64); JS is only comparable at equal N.
 PAPER_N_SAMPLES = 640
@@ -76,16 +76,20 @@ class ReferenceNgrams:
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceNgrams:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT_VERSION:
-                raise ValueError(f"unsupported n-gram cache format {meta.get('format')!r}")
-            counts = []
-            n = 1
-            while f"keys_{n}" in data:
-                counts.append(NgramCounts(n, meta["base"], data[f"keys_{n}"], data[f"counts_{n}"]))
-                n += 1
-        return cls(counts, meta["fingerprint"])
+        """The reference saved at ``path``; ValueError (or another of ``UNREADABLE_CACHE``)
+        for anything but what ``save`` writes."""
+        meta, arrays = load_npz(path, FORMAT_VERSION)
+        base = meta_int(meta, "base")
+        counts = []
+        while f"keys_{len(counts) + 1}" in arrays:
+            n = len(counts) + 1
+            check_order(n, base)
+            keys, count = arrays[f"keys_{n}"], arrays[f"counts_{n}"]
+            check_counts(keys, count, base**n)
+            counts.append(NgramCounts(n, base, keys, count))
+        if not counts:
+            raise ValueError(f"{path} holds no n-gram counts")
+        return cls(counts, str(meta["fingerprint"]))
 
     @classmethod
     def for_corpus(cls, prepared: Any, max_n: int = 4, progress: bool = True) -> ReferenceNgrams:
@@ -130,28 +134,6 @@ class ReferenceNgrams:
         }
 
 
-def save_npz(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Write ``meta`` (as JSON, the array ``meta``) and ``arrays`` to ``path`` as ``.npz``:
-    under a temporary name, renamed into place, and the temporary file removed if writing
-    fails (a full disk leaves no half-written cache behind)."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_cache(save: Callable[[], None], path: Path) -> None:
-    """Run ``save``; a cache that cannot be written (read-only corpus folder) is a warning."""
-    try:
-        save()
-    except OSError as err:
-        warnings.warn(f"could not cache {path}: {err.strerror or err}", stacklevel=3)
-
-
 def subset_rows(m: int, n: int, seed: int = 0) -> np.ndarray:
     """Sorted indices of ``n`` of ``m`` rows drawn without replacement by ``seed``."""
     if n < 1:
@@ -167,51 +149,3 @@ def subset_rows(m: int, n: int, seed: int = 0) -> np.ndarray:
 def real_subset(heldout: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` rows of ``heldout`` drawn without replacement by ``seed`` (always the same rows)."""
     return np.asarray(heldout[subset_rows(len(heldout), n, seed)])
-
-
-class JSEvaluator:
-    """JS-1..max_n of samples against a prepared corpus's training n-grams, with the floor.
-
-    ``evaluator(sample_ids)`` returns ``{"n_samples": N, "js1": .., "floor_js1": .., ..}`` where
-    ``floor_jsK`` is the JS-K of N real held-out sequences at the same N (computed once per N).
-    """
-
-    def __init__(
-        self,
-        prepared: Any,
-        n_samples: int = PAPER_N_SAMPLES,
-        max_n: int = 4,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> None:
-        self.reference = ReferenceNgrams.for_corpus(prepared, max_n, progress)
-        self.heldout = prepared.heldout
-        self.n_samples = n_samples
-        self.max_n = max_n
-        self.seed = seed
-        self._floors: dict[int, dict[str, float]] = {}
-        self.floor_at(n_samples)  # checks N against the held-out split now, not mid-training
-
-    @property
-    def floor(self) -> dict[str, float]:
-        """``floor_js1..`` at ``n_samples``."""
-        return self.floor_at(self.n_samples)
-
-    def floor_at(self, n: int) -> dict[str, float]:
-        """JS of ``n`` real held-out sequences against the reference (``floor_js1..``)."""
-        if n not in self._floors:
-            js = self.reference.js(real_subset(self.heldout, n, self.seed), self.max_n)
-            self._floors[n] = {f"floor_js{k}": v for k, v in js.items()}
-        return self._floors[n]
-
-    def __call__(self, sample_ids: np.ndarray) -> dict[str, float | int]:
-        sample_ids = np.atleast_2d(np.asarray(sample_ids))
-        if sample_ids.shape[1] != self.heldout.shape[1]:
-            raise ValueError(
-                f"samples have length {sample_ids.shape[1]}, the corpus {self.heldout.shape[1]}"
-            )
-        js = self.reference.js(sample_ids, self.max_n)
-        row: dict[str, float | int] = {"n_samples": len(sample_ids)}
-        row.update({f"js{k}": v for k, v in js.items()})
-        row.update(self.floor_at(len(sample_ids)))
-        return row

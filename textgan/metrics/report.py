@@ -1,4 +1,5 @@
-"""The score report: every metric of N samples beside the same metric of N real lines.
+"""The score report: every registered metric (``textgan.metrics.registry``) of N samples
+beside the same metric of N real lines.
 
 The real lines are N held-out sequences drawn by ``seed`` (the floor of the JS table); they are
 scored exactly like the samples, so each row of the report reads "samples vs what real text of
@@ -9,7 +10,7 @@ held-out lines outside the N.
 
 from __future__ import annotations
 
-import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +19,24 @@ from typing import Any
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.metrics.bleu import bleu_orders
-from textgan.metrics.diversity import RowIndex, copy_rate, distinct_n, unique_rate
+from textgan.metrics.evaluator import corpus_resources
 from textgan.metrics.lm import ORDER, KneserNeyLM
 from textgan.metrics.ngrams import MAX_ORDER, check_order
 from textgan.metrics.reference import ReferenceNgrams, subset_rows
+from textgan.metrics.registry import (
+    METRICS,
+    Resources,
+    as_floor,
+    compute,
+    real_batch,
+    sample_batch,
+)
 from textgan.vocab import UNK, Vocab, count_symbols, text_to_codes
 
-BLEU_ORDERS = (2, 3, 4, 5)
-DISTINCT_ORDERS = (1, 2, 3, 4)
 REFERENCE_HOLDOUT = 10_000
+# Peak working memory per symbol scored in memory (UTF-32 codes, ids, uint64 n-gram keys and
+# the sorts and index arrays of BLEU): an estimate with room to spare, to refuse early.
+BYTES_PER_SYMBOL = 64
 
 
 @dataclass
@@ -52,7 +61,10 @@ def read_lines(source: str, what: str) -> list[str]:
         raise UserError(f"cannot read {what} {source}: {err.strerror or err}") from None
     name = "standard input" if source == "-" else source
     if b"\0" in data:
-        raise UserError(f"{what} {name} is a binary file (it holds NUL bytes); give UTF-8 text")
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        raise UserError(
+            f"{what} {name} is a binary file (a NUL byte on line {line}); give UTF-8 text"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -69,6 +81,7 @@ def read_lines(source: str, what: str) -> list[str]:
 
 def encode_samples(lines: list[str], vocab: Vocab, seq_len: int) -> Samples:
     """Truncate/pad to ``seq_len`` symbols, unknown symbols to UNK; count both."""
+    check_fits(len(lines), seq_len, "the samples")
     if vocab.kind == "bytes":
         truncated = sum(len(line.encode("utf-8")) > seq_len for line in lines)
     else:
@@ -79,28 +92,35 @@ def encode_samples(lines: list[str], vocab: Vocab, seq_len: int) -> Samples:
     return Samples(ids, truncated, unk)
 
 
-class Scorer:
-    """What scoring needs of a corpus: its splits, vocabulary, n-gram reference and LM."""
+def check_fits(lines: int, seq_len: int, what: str) -> None:
+    """Refuse (UserError) to score ``lines`` of ``seq_len`` symbols that would need more
+    memory than the machine has, before allocating any of it."""
+    need = lines * seq_len * BYTES_PER_SYMBOL
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # a platform without these names: unknown
+        return
+    if need > have:
+        raise UserError(
+            f"{what}: {lines:,} lines of {seq_len:,} symbols need about {need / 2**30:,.0f} GiB "
+            f"to score, more than the {have / 2**30:,.0f} GiB of memory here; "
+            "use a smaller --seq-len, or fewer lines (-n)"
+        )
 
-    def __init__(
-        self,
-        name: str,
-        train: np.ndarray,
-        heldout: np.ndarray,
-        vocab: Vocab,
-        ngrams: ReferenceNgrams,
-        lm: KneserNeyLM,
-    ) -> None:
-        self.name, self.train, self.heldout, self.vocab = name, train, heldout, vocab
-        self.ngrams, self.lm = ngrams, lm
-        self._train_rows: RowIndex | None = None
+
+class Scorer:
+    """Every registered metric of samples against a corpus, each beside its floor."""
+
+    def __init__(self, name: str, resources: Resources) -> None:
+        self.name, self.resources = name, resources
 
     @property
-    def train_rows(self) -> RowIndex:
-        """Index of the training rows for the copy rate, built on first use."""
-        if self._train_rows is None:
-            self._train_rows = RowIndex(self.train)
-        return self._train_rows
+    def heldout(self) -> np.ndarray:
+        return self.resources.get("heldout")
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.resources.get("vocab")
 
     @property
     def seq_len(self) -> int:
@@ -110,10 +130,7 @@ class Scorer:
     def from_prepared(cls, prepared: Any, max_n: int, progress: bool = True) -> Scorer:
         """From a prepared corpus; the n-gram reference and the LM are cached beside it."""
         _check_orders(max_n, len(prepared.vocab))
-        ngrams = ReferenceNgrams.for_corpus(prepared, max_n, progress)
-        lm = KneserNeyLM.for_corpus(prepared, progress=progress)
-        name = f"corpus {prepared.key}"
-        return cls(name, prepared.train, prepared.heldout, prepared.vocab, ngrams, lm)
+        return cls(f"corpus {prepared.key}", corpus_resources(prepared, max_n, progress))
 
     @classmethod
     def from_lines(
@@ -121,6 +138,7 @@ class Scorer:
     ) -> Scorer:
         """From plain text lines, in memory: the vocabulary of the whole text, a held-out split
         of max(N, min(10,000, 10 %)) lines drawn by ``seed``, the rest as the reference."""
+        check_fits(len(lines), seq_len, name)
         codes = text_to_codes(lines, seq_len)
         vocab = Vocab.from_counts(count_symbols(codes), "chars", 256)
         _check_orders(max_n, len(vocab))
@@ -134,55 +152,30 @@ class Scorer:
         held = np.zeros(len(ids), dtype=bool)
         held[subset_rows(len(ids), holdout, seed)] = True
         train, heldout = ids[~held], ids[held]
-        ngrams = ReferenceNgrams.build(train, max_n, len(vocab))
-        lm = KneserNeyLM.fit(train, base=len(vocab))
-        return cls(name, train, heldout, vocab, ngrams, lm)
-
-    def metrics(
-        self, ids: np.ndarray, max_n: int, rest: np.ndarray, own: np.ndarray | None = None
-    ) -> dict:
-        """Every metric of the rows ``ids`` (module docstring). ``rest``: held-out rows the
-        reverse LM scores; ``own``: the held-out row of each of ``ids`` when they are real."""
-        base = len(self.vocab)
-        out: dict[str, float | None] = {}
-        for k, js in self.ngrams.js(ids, max_n).items():
-            out[f"js{k}"] = js
-        out.update(_nats_and_bits("lm", self.lm.nll(ids)[0]))
-        reverse = KneserNeyLM.fit(ids, base=base).nll(rest)[0] if len(rest) else None
-        out.update(_nats_and_bits("reverse_lm", reverse))
-        if len(self.heldout) > (own is not None):
-            bleu = bleu_orders(ids, self.heldout, BLEU_ORDERS, base, own)
-        else:
-            bleu = dict.fromkeys(BLEU_ORDERS)
-        out.update({f"bleu{k}": v for k, v in bleu.items()})
-        if len(ids) > 1:
-            self_bleu = bleu_orders(ids, ids, BLEU_ORDERS, base, np.arange(len(ids)))
-        else:
-            self_bleu = dict.fromkeys(BLEU_ORDERS)
-        out.update({f"self_bleu{k}": v for k, v in self_bleu.items()})
-        for k in DISTINCT_ORDERS:
-            out[f"distinct{k}"] = distinct_n(ids, k, base)
-        out["unique_rate"] = unique_rate(ids)
-        out["copy_rate"] = copy_rate(ids, self.train_rows)
-        return out
+        resources = Resources(
+            train=lambda: train,
+            heldout=lambda: heldout,
+            vocab=lambda: vocab,
+            ngrams=lambda: ReferenceNgrams.build(train, max_n, len(vocab)),
+            lm=lambda: KneserNeyLM.fit(train, base=len(vocab)),
+        )
+        return cls(name, resources)
 
     def report(
         self, samples: Samples | None, n: int, max_n: int = 4, seed: int = 0
     ) -> dict[str, Any]:
-        """One flat dict: ``n_samples``, the samples' metrics (unless ``samples`` is None) and
-        each metric of N real held-out lines as ``floor_<metric>``."""
+        """One flat dict: ``n_samples``, every registered metric of the samples (unless
+        ``samples`` is None) and of N real held-out lines as ``floor_<key>``."""
         if samples is not None:
             n = min(n, len(samples.ids))
-        rows = subset_rows(len(self.heldout), n, seed)
-        real = np.asarray(self.heldout[rows])
-        rest = np.asarray(np.delete(self.heldout, rows, axis=0))
+        metrics = list(METRICS.values())
+        real = real_batch(self.heldout, n, seed, max_n)
         out: dict[str, Any] = {"reference": self.name, "seq_len": self.seq_len, "n_samples": n}
         if samples is not None:
             out["truncated_samples"] = samples.truncated
             out["unk_chars"] = samples.unk
-            out.update(self.metrics(samples.ids[:n], max_n, rest))
-        floor = self.metrics(real, max_n, rest, own=rows)
-        out.update({f"floor_{k}": v for k, v in floor.items()})
+            out.update(compute(metrics, sample_batch(samples.ids[:n], real), self.resources))
+        out.update(as_floor(compute(metrics, real, self.resources)))
         return out
 
 
@@ -200,15 +193,9 @@ def _check_orders(max_n: int, base: int) -> None:
         ) from None
 
 
-def _nats_and_bits(name: str, nats: float | None) -> dict[str, float | None]:
-    bits = None if nats is None else nats / math.log(2)
-    return {f"{name}_nats": nats, f"{name}_bits": bits}
-
-
 def format_table(report: dict[str, Any], real_only: bool = False) -> str:
     """The report as a text table: metric, value, floor at the same N."""
     n = report["n_samples"]
-    metrics = [k.removeprefix("floor_") for k in report if k.startswith("floor_")]
     head = f"{n:,} real held-out lines" if real_only else f"{n:,} samples"
     lines = [f"{head} scored against {report['reference']} (sequence length {report['seq_len']})"]
     if not real_only:
@@ -218,22 +205,22 @@ def format_table(report: dict[str, Any], real_only: bool = False) -> str:
         )
     floor_col = f"floor (N={n:,})"
     cols = ["metric", floor_col] if real_only else ["metric", "value", floor_col]
-    rows = [cols]
-    for m in metrics:
-        values = [report[f"floor_{m}"]] if real_only else [report[m], report[f"floor_{m}"]]
-        rows.append([m, *(_fmt(v) for v in values)])
+    rows, notes = [cols], []
+    for metric in METRICS.values():
+        values = []
+        for key in (k for k in metric.keys if f"floor_{k}" in report):
+            row = [report[f"floor_{key}"]] if real_only else [report[key], report[f"floor_{key}"]]
+            rows.append([key, *(_fmt(v) for v in row)])
+            values += row
+        if metric.note and None in values:
+            notes.append(metric.note)
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     for r in rows:
         cells = [r[0].ljust(widths[0])] + [
             c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
         ]
         lines.append("  ".join(cells))
-    if report.get("floor_reverse_lm_nats", 0) is None:
-        lines.append(
-            "reverse LM n/a: every held-out line is among the N real ones "
-            "(use a smaller -n, or prepare the corpus with a larger --holdout)"
-        )
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def _fmt(value: float | None) -> str:
