@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from textgan.vocab import PAD, UNK, Vocab, count_symbols, text_to_codes
+from textgan.errors import UserError
+from textgan.vocab import PAD, UNK, Vocab, VocabError, count_symbols, text_to_codes
 
 
 def _vocab(lines, seq_len=32, kind="chars", max_size=256):
@@ -61,8 +62,38 @@ def test_json_round_trip(tmp_path):
     v = _vocab(["hello"], kind="chars")
     v.save(tmp_path / "vocab.json")
     assert Vocab.load(tmp_path / "vocab.json") == v
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]  # no temporary left
 
 
 def test_bad_format_refused():
     with pytest.raises(ValueError, match="format"):
         Vocab.from_json({"format": 99, "kind": "chars", "symbols": []})
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"[]", "a vocabulary is a JSON object, not list"),
+        (b'{"symbols": 5}', "unsupported vocabulary format None"),
+        (b'{"format": 1, "kind": "chars", "symbols": 5}', "'symbols' must be a list of integers"),
+        (b'{"format": 1, "kind": "chars", "symbols": [true]}', "must be a list of integers"),
+        (b'{"format": 1, "kind": "chars", "symbols": ["a"]}', "must be a list of integers"),
+        (b'{"format": 1, "kind": "words", "symbols": [97]}', "unknown token kind 'words'"),
+        (b'{"format": 1, "symbols": [97]}', "unknown token kind None"),
+        (b'{"format": 1, "kind": "chars", "symbols": [97, 97]}', "distinct and non-zero"),
+        (b'{"format": 1, "kind": "chars", "symbols": [-1]}', "must lie in 1..1114111"),
+        (b'{"format": 1, "kind": "bytes", "symbols": [256]}', "must lie in 1..255"),
+        (b"{", "Expecting property name"),
+        (b"\xff\xfe", "can't decode byte 0xff"),
+    ],
+)
+def test_load_refuses_what_is_not_a_vocabulary(tmp_path, content, problem):
+    path = tmp_path / "vocab.json"
+    path.write_bytes(content)
+    with pytest.raises(VocabError) as err:
+        Vocab.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path} is not a vocabulary file (") and problem in message
+    assert "\n" not in message
+    # callers catch it as either: a ValueError, or a user's error printed on one line
+    assert isinstance(err.value, ValueError) and isinstance(err.value, UserError)

@@ -16,8 +16,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from textgan.errors import UserError
+from textgan.rundir import atomic_write_text
 
 PAD = 0
 UNK = 1
@@ -27,6 +31,11 @@ FORMAT_VERSION = 1
 SYMBOL_SPACE = {"chars": 0x110000, "bytes": 256}  # symbol values of each kind: 0 .. size - 1
 # Private-use code points that stand for PAD and UNK while decoding a whole array at once.
 _PAD_MARK, _UNK_MARK = 0xE000, 0xE001
+
+
+class VocabError(UserError, ValueError):
+    """A vocabulary file that does not hold a vocabulary (a ``ValueError`` too, for callers
+    that catch one)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,11 @@ class Vocab:
             raise ValueError(f"unknown token kind {self.kind!r}; expected one of {TOKEN_KINDS}")
         if len(set(self.symbols)) != len(self.symbols) or 0 in self.symbols:
             raise ValueError("vocabulary symbols must be distinct and non-zero")
+        if (
+            self.symbols
+            and not 0 < min(self.symbols) <= max(self.symbols) < SYMBOL_SPACE[self.kind]
+        ):
+            raise ValueError(f"vocabulary symbols must lie in 1..{SYMBOL_SPACE[self.kind] - 1}")
 
     def __len__(self) -> int:
         return RESERVED + len(self.symbols)
@@ -151,21 +165,34 @@ class Vocab:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> Vocab:
+    def from_json(cls, data: Any) -> Vocab:
+        """The vocabulary of ``to_json``'s output; ``VocabError`` for anything else."""
+        if not isinstance(data, dict):
+            raise VocabError(f"a vocabulary is a JSON object, not {type(data).__name__}")
         if data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported vocabulary format {data.get('format')!r}")
-        return cls(tuple(int(s) for s in data["symbols"]), data["kind"])
+            raise VocabError(f"unsupported vocabulary format {data.get('format')!r}")
+        symbols, kind = data.get("symbols"), data.get("kind")
+        if not isinstance(symbols, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in symbols
+        ):
+            raise VocabError("the vocabulary's 'symbols' must be a list of integers")
+        try:
+            return cls(tuple(symbols), kind)
+        except ValueError as err:
+            raise VocabError(str(err)) from None
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically (temporary name, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json()), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(self.to_json()))
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        """The vocabulary saved at ``path``; ``VocabError`` when the file holds none."""
+        path = Path(path)
+        try:
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, VocabError) as err:
+            raise VocabError(f"{path} is not a vocabulary file ({err})") from None
 
     def describe(self, ids: Sequence[int]) -> list[str]:
         """Printable names of ids, for reports: '<pad>', '<unk>', repr-like otherwise."""
