@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from textgan.cli import main
 from textgan.corpus import load_prepared
+from textgan.corpus import rows as corpus_rows
 
 
 def _run(tmp_path, *args):
@@ -60,8 +61,10 @@ def _bad_inputs(tmp_path):
         "binary file": (["--corpus", binary], "binary file (NUL byte on line 2)"),
         "invalid utf-8": (["--corpus", ok], "latin1.txt: line 3 is not valid UTF-8"),
         "no text files": (["--corpus", str(tmp_path / "no-text")], "holds no text files"),
-        "seq-len": (["--seq-len", "1"], "--seq-len must be at least 2"),
-        "max-vocab": (["--max-vocab", "2"], "--max-vocab must be between 3"),
+        "seq-len": (["--seq-len", "1"], "--seq-len must be at least 2, got 1"),
+        "max-vocab": (["--max-vocab", "2"], "--max-vocab must be at least 3, got 2"),
+        "negative seed": (["--seed", "-1"], "--seed must be at least 0, got -1"),
+        "huge seed": (["--seed", str(2**64)], f"--seed must be at most {2**63 - 1}"),
         "unknown corpus": (["--corpus", "wikipedia"], "unknown corpus 'wikipedia'"),
         "bad choice": (["--tokens", "words"], "Invalid value for '--tokens'"),
     }  # fmt: skip
@@ -78,6 +81,8 @@ def _bad_inputs(tmp_path):
         "no text files",
         "seq-len",
         "max-vocab",
+        "negative seed",
+        "huge seed",
         "unknown corpus",
         "bad choice",
     ],
@@ -132,3 +137,11 @@ def test_help_lists_the_options_without_heavy_imports():
     for option in ("--corpus", "--seq-len", "--tokens", "--max-vocab", "--max-lines", "--holdout"):
         assert option in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_sequences_too_long_for_memory_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_rows, "memory_limit", lambda: 1 << 28)  # pydocs: 0.3 GiB
+    result, data = _run(tmp_path, "--corpus", "pydocs", "--seq-len", "100000")
+    line = _one_line_error(result)
+    assert "symbols would take 0.2" in line and "more than 90% of the 0.25 GiB of memory" in line
+    _no_cache(data)
