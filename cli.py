@@ -1,3 +1,6 @@
+"""Run the ``textgan`` command from a checkout, without installing it: ``python cli.py --help``."""
+
 from textgan.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -3,17 +3,20 @@
 import json
 import pathlib
 import shutil
-from dataclasses import fields
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from textgan import checkpoint as ck
-from textgan import cli
 from textgan import config as C
 from textgan import rundir as rd
+from textgan import train as training
 from textgan.cli import main
+from textgan.cli import outputs as cli_outputs
+from textgan.cli import training as cli_training
 from textgan.corpus import CorpusConfig, prepare
 
 MICRO = ["--preset", "tiny", "--dim", "16", "--batch-size", "16", "--critic-iters", "2",
@@ -77,15 +80,6 @@ def _copy(run, tmp_path):
 # -- train ---------------------------------------------------------------------------------------
 
 
-def test_every_config_field_has_a_train_flag():
-    for section, kind in C.SECTIONS.items():
-        flags = {cli._FIELD_OF.get(opt, opt) for opt in cli._TRAIN_SECTIONS[section]}
-        names = {f.name for f in fields(kind)} - set(C.DERIVED.get(section, ())) - {"preset"}
-        assert flags == names, section
-        params = {p.name for p in cli.train.params}
-        assert set(cli._TRAIN_SECTIONS[section]) <= params
-
-
 def test_train_writes_a_run_with_the_resolved_config(trained):
     config = json.loads((trained / "config.json").read_text())
     assert config["train"]["preset"] == "tiny"
@@ -124,6 +118,42 @@ def test_config_file_sits_between_preset_and_flags(data_args, tmp_path):
     assert config["lipschitz"]["lam"] == 2.5 and config["model"]["dim"] == 16
 
 
+def _paper_config(**train):
+    model = C.ModelConfig(vocab_size=256)
+    return C.RunConfig(C.CorpusConfig(), model, C.LipschitzConfig(), C.TrainConfig(**train))
+
+
+def test_cpu_projection_of_the_paper_run_names_the_small_preset():
+    line = cli_training.cpu_projection(_paper_config(), "cpu")
+    # 10 × 0.791 s + 0.434 s = 8.344 s per iteration; 200,000 of them are 19.3 days.
+    assert line == (
+        "textgan train: on a 2-core CPU this model takes about 8.3 s per iteration, so "
+        "200,000 iterations take about 19 days (2.8 weeks); --preset small learns visibly "
+        "within the hour on a CPU, or train on a GPU. Starting anyway."
+    )
+    assert cli_training.cpu_projection(_paper_config(), "cuda") is None
+    assert cli_training.cpu_projection(_paper_config(iters=10_000), "cpu") is None  # a day
+    small = replace(_paper_config(), model=C.ModelConfig(vocab_size=256, dim=128, blocks=2))
+    assert cli_training.cpu_seconds_per_iteration(small) == pytest.approx(8.344 / 16 * 0.4)
+
+
+def test_train_prints_the_projection_once_and_starts_anyway(data_args, monkeypatch, tmp_path):
+    started = []
+
+    def fake_train(config, prepared, progress):
+        started.append(config)
+        return SimpleNamespace(exit_code=0)
+
+    monkeypatch.setattr(training, "train", fake_train)
+    result = _invoke(["train", *data_args, "--preset", "paper", "--device", "cpu",
+                      "--no-progress", "--run-dir", str(tmp_path / "r")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "per iteration" in line]
+    assert len(lines) == 1 and "200,000 iterations take about" in lines[0]
+    assert "--preset small" in lines[0]
+    assert [c.model.dim for c in started] == [512]
+
+
 def test_resume_extends_a_finished_run(trained, tmp_path):
     run = _copy(trained, tmp_path)
     _fails(["train", "--resume", str(run)], "already at iteration 4")
@@ -142,8 +172,15 @@ def test_resume_extends_a_finished_run(trained, tmp_path):
         (["--lr", "0"], "--lr must be a positive number"),
         (["--lr", "-0.001"], "--lr must be a positive number"),
         (["--iters", "0"], "--iters must be at least 1"),
-        (["--preset", "huge"], "unknown preset 'huge'"),
-        (["--lipschitz", "magic"], "unknown Lipschitz constraint"),
+        (["--preset", "huge"], "Invalid value for '--preset': 'huge' is not one of"),
+        (["--lipschitz", "magic"], "Invalid value for '--lipschitz': 'magic' is not one of"),
+        (["--beta1", "1"], "--beta1 must lie in [0, 1), got 1.0"),
+        (["--dim", str(10**8)], "--dim (now 100,000,000)"),  # textgan.memory, named as flags
+        (["--batch-size", str(10**9)], "lower --batch-size (now 1,000,000,000)"),
+        (
+            ["--name", "../../x"],
+            "--name must be a plain name, got '../../x'; give paths as --run-dir",
+        ),
     ],
 )
 def test_bad_train_options_fail_before_writing_anything(data_args, tmp_path, flags, message):
@@ -160,6 +197,8 @@ def test_resume_refusals_leave_the_run_untouched(trained, tmp_path):
     _fails(["train", "--resume", str(tmp_path / "nowhere")], "does not exist")
     _fails(["train", "--resume", str(run), "--iters", "9", "--dim", "64"], "--dim cannot change")
     _fails(["train", "--resume", str(run), "--iters", "9", "--preset", "small"], "--preset cannot")
+    _fails(["train", "--resume", str(run), "--corpus-seed", "3", "--batch-size", "8"],
+           "--corpus-seed, --batch-size cannot change when resuming")  # fmt: skip
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
 
@@ -258,6 +297,33 @@ def test_sample_defaults_to_the_latest_run(trained, monkeypatch):
 )
 def test_sample_refuses_bad_numbers(trained, args, message):
     _fails(["sample", "--run", str(trained), *args], message)
+
+
+def test_sample_refuses_a_batch_larger_than_memory_before_allocating(trained, monkeypatch):
+    monkeypatch.setattr("textgan.memory.device_memory", lambda device: 2**30)  # 1 GiB here
+    cfg = C.ModelConfig(vocab_size=60, dim=16, blocks=1)
+    # A sample of 32 positions: 128 noise floats and 4 × (16 + 60) floats per position.
+    assert cli_outputs.sample_batch_bytes(cfg, 10) == 4 * 10 * (128 + 32 * 4 * 76)
+    _fails(["sample", "--run", str(trained), "-n", str(10**12), "--batch-size", str(10**12)],
+           "--batch-size 1,000,000,000,000 needs about")  # fmt: skip
+    _fails(["sample", "--run", str(trained), "-n", str(10**6), "--batch-size", str(10**6)],
+           "use --batch-size 1,024")  # fmt: skip
+    # -n bounds the batch: a huge --batch-size for a few samples is fine.
+    result = _invoke(["sample", "--run", str(trained), "-n", "3", "--batch-size", str(10**12)])
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
+
+
+def test_score_against_a_runs_corpus(trained, tmp_path):
+    result = _invoke(["score", "--real", "--run", str(trained), "-n", "50", "--json",
+                      "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n_samples"] == 50 and report["seq_len"] == 32
+    run = _copy(trained, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config["corpus"]["max_vocab"] = "many"
+    (run / "config.json").write_text(json.dumps(config))
+    _fails(["score", "--real", "--run", str(run)], "corpus.max_vocab must be a int, got 'many'")
 
 
 def test_sample_refuses_missing_runs(trained, tmp_path, monkeypatch):

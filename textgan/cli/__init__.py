@@ -1,0 +1,13 @@
+"""The ``textgan`` command line.
+
+Each command parses its options and hands off to the module that does the work. The options of
+``prepare`` and ``train`` are generated from the config fields (``textgan.cli.options``); heavy
+imports (torch, datasets) happen inside the commands, so ``textgan --help`` answers at once. A
+``UserError`` or a bad option is printed as one line and exits with status 2.
+"""
+
+from textgan.cli.base import main
+from textgan.cli.outputs import plot, sample, score
+from textgan.cli.training import prepare, study, train
+
+__all__ = ["main", "plot", "prepare", "sample", "score", "study", "train"]

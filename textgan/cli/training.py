@@ -1,0 +1,231 @@
+"""``textgan prepare``, ``textgan train`` and ``textgan study``.
+
+The corpus, model, Lipschitz and train flags are generated from the config fields; ``train``
+leaves them unset so that the layers apply: preset < ``--config`` < explicit flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from textgan import config as run_config
+from textgan.cli.base import main
+from textgan.cli.options import (
+    Flag,
+    Presets,
+    add_options,
+    command_flags,
+    flag_errors,
+    flag_names,
+    section_values,
+)
+from textgan.corpus import CorpusConfig
+
+_PREPARE_FLAGS = command_flags({"corpus": CorpusConfig})
+
+
+@main.command()
+@add_options(_PREPARE_FLAGS, {}, layered=False)
+@click.option("--force", is_flag=True, help="Rebuild even when a matching cache exists.")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+def prepare(force: bool, progress: bool, **params: Any) -> None:
+    """Read a corpus, cut each line to --seq-len symbols, split, and cache the id arrays
+    under --data-dir (reused when source and settings match)."""
+    from textgan.corpus import prepare as prepare_corpus
+    from textgan.corpus import summary
+
+    with flag_errors(flag_names(_PREPARE_FLAGS)):
+        corpus = CorpusConfig(**section_values(_PREPARE_FLAGS, params)["corpus"])
+        prepared = prepare_corpus(corpus, force=force, progress=progress)
+    click.echo(summary(prepared))
+
+
+def train_command(sections: Mapping[str, type], presets: Presets) -> click.Command:
+    """The ``train`` command over these config sections (``config.SECTIONS``) and presets."""
+    flags = command_flags(sections)
+    names = {**flag_names(flags), "train.preset": "--preset"}
+
+    @click.command("train")
+    @click.option(
+        "--preset",
+        type=click.Choice(list(presets)),
+        help="Starting values; --config and the other flags override them [paper].",
+    )
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        help="JSON file of config sections (e.g. a run's config.json); flags override it.",
+    )
+    @click.option(
+        "--resume",
+        "resume_dir",
+        type=click.Path(),
+        help="Continue this run from its newest checkpoint (with --iters N: up to N iterations).",
+    )
+    @add_options(flags, presets, layered=True)
+    @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+    def train(
+        preset: str | None,
+        config_file: str | None,
+        resume_dir: str | None,
+        progress: bool,
+        **params: Any,
+    ) -> int:
+        """Train a WGAN-GP text GAN; checkpoints, metrics and samples go to runs/NAME.
+
+        Precedence: the preset, then --config, then explicit flags. Ctrl-C or SIGTERM stops at
+        the next iteration with a checkpoint; --resume continues bit for bit.
+        """
+        values = section_values(flags, params)
+        with flag_errors(names):
+            if resume_dir is None:
+                return _start(preset, config_file, values, progress)
+            fixed = _fixed_flags(flags, values)
+            fixed += [f for f, v in (("--preset", preset), ("--config", config_file)) if v]
+            return _resume(resume_dir, fixed, values["train"], progress)
+
+    return train
+
+
+def _fixed_flags(flags: list[Flag], values: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The flags given that ``--resume`` cannot change (all but ``config.RESUMABLE``)."""
+    return [
+        flag.flag
+        for flag in flags
+        if flag.field.name in values[flag.section]
+        and not (flag.section == "train" and flag.field.name in run_config.RESUMABLE)
+    ]
+
+
+def _start(
+    preset: str | None,
+    config_file: str | None,
+    values: Mapping[str, Mapping[str, Any]],
+    progress: bool,
+) -> int:
+    from textgan import train as training
+    from textgan.devices import pick_device
+
+    layers = run_config.layered_config(preset, config_file, values)
+    config, prepared = training.resolve_run_config(layers, progress=progress)
+    line = cpu_projection(config, pick_device(config.train.device).type)
+    if line is not None:
+        click.echo(line, err=True)
+    return training.train(config, prepared, progress=progress).exit_code
+
+
+def _resume(run_dir: str, fixed: list[str], values: Mapping[str, Any], progress: bool) -> int:
+    from textgan import train as training
+
+    training.refuse_resume_changes(fixed)
+    return training.resume(run_dir, values, progress=progress).exit_code
+
+
+train = train_command(run_config.SECTIONS, run_config.PRESETS)
+main.add_command(train)
+
+
+# One paper iteration on the 2-core CPU of benchmarks/RESULTS.md (AMD EPYC Zen 5, bf16,
+# PyTorch 2.13, 2026-11-26): 10 critic steps of 0.791 s and one generator step of 0.434 s.
+PAPER_CPU_CRITIC_S = 0.791
+PAPER_CPU_GENERATOR_S = 0.434
+LONG_CPU_RUN_S = 24 * 3600  # a run longer than a day on a CPU deserves a word
+
+
+def cpu_seconds_per_iteration(config: run_config.RunConfig) -> float:
+    """Seconds per iteration on a 2-core CPU: the paper's measured step scaled by the work,
+    which grows with batch × length × blocks × dim² (the convolutions dominate)."""
+    m, t = config.model, config.train
+    work = (t.batch_size / 64) * (m.seq_len / 32) * (max(m.blocks, 1) / 5) * (m.dim / 512) ** 2
+    return work * (t.critic_iters * PAPER_CPU_CRITIC_S + PAPER_CPU_GENERATOR_S)
+
+
+def cpu_projection(config: run_config.RunConfig, device_type: str) -> str | None:
+    """One line projecting a long CPU run's time and naming the faster choices; None for
+    runs on an accelerator or runs shorter than a day."""
+    per_iteration = cpu_seconds_per_iteration(config)
+    days = per_iteration * config.train.iters / 86400
+    if device_type != "cpu" or days * 86400 < LONG_CPU_RUN_S:
+        return None
+    return (
+        f"textgan train: on a 2-core CPU this model takes about {per_iteration:.1f} s per "
+        f"iteration, so {config.train.iters:,} iterations take about {days:.0f} days "
+        f"({days / 7:.1f} weeks); --preset small learns visibly within the hour on a CPU, or "
+        "train on a GPU. Starting anyway."
+    )
+
+
+@main.group()
+def study() -> None:
+    """Reproducible comparisons: several runs, one table, overlaid figures."""
+
+
+@study.command("lipschitz")
+@click.option("--corpus", required=True, help="billion_words | pydocs | a path | hf:ID[:CONFIG].")
+@click.option(
+    "--preset",
+    type=click.Choice(list(run_config.PRESETS)),
+    default="small",
+    show_default=True,
+    help="Preset of every run.",
+)
+@click.option(
+    "--minutes", type=float, default=3.0, show_default=True, help="Training time per constraint."
+)
+@click.option(
+    "--constraints",
+    default="gp,gp-one-sided,gp-fd,clip,sn,none",
+    show_default=True,
+    help="Comma-separated constraints, one run each.",
+)
+@click.option("--out", help="Study folder (must be new or empty) [runs/study-lipschitz-<time>].")
+@click.option("--iters", type=int, help="Also stop each run at this iteration [the preset's].")
+@click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
+@click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed shared by all runs.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@click.option("--data-dir", default="data", show_default=True, help="Prepared corpus caches.")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bars.")
+def study_lipschitz(
+    corpus: str,
+    preset: str,
+    minutes: float,
+    constraints: str,
+    out: str | None,
+    iters: int | None,
+    eval_every: int | None,
+    diag_every: int | None,
+    seed: int,
+    device: str,
+    data_dir: str,
+    progress: bool,
+) -> int:
+    """Train one run per Lipschitz constraint for the same wall-clock budget and compare them.
+
+    Writes OUT/<constraint>/ (ordinary runs), OUT/study.md and OUT/study.json (final JS-1..4
+    with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c),
+    OUT/plots/ (all runs overlaid) and OUT/summary.png (one comparison figure).
+    """
+    from textgan.study import StudyConfig, lipschitz_study, markdown_table, parse_constraints
+
+    schedule = {
+        k: v for k, v in (("eval_every", eval_every), ("diag_every", diag_every)) if v is not None
+    }
+    cfg = StudyConfig(
+        corpus=corpus,
+        preset=preset,
+        minutes=minutes,
+        constraints=parse_constraints(constraints),
+        seed=seed,
+        device=device,
+        iters=iters,
+        overrides={"corpus": {"data_dir": data_dir}, "train": schedule},
+    )
+    result = lipschitz_study(cfg, out, progress=progress, echo=lambda s: click.echo(s, err=True))
+    click.echo(markdown_table(result), nl=False)
+    click.echo(f"study written to {result['out']}", err=True)
+    return 0 if result["stopped_by"] is None else 128 + result["stopped_by"]
