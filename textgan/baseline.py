@@ -1,0 +1,80 @@
+"""The simplest language model as a generator: samples from the Kneser–Ney character n-gram
+model that ``textgan score`` fits on the training split (``textgan.metrics.lm``).
+
+A line is written one id at a time, left to right, from ``P(w | previous order−1 ids)`` with the
+start padding as the first context, exactly the events the model was fit on: drawing PAD ends
+the line (the model's end-of-line marker), and a line stops at the sequence length. With a
+temperature T each step samples from ``P^(1/T)`` renormalized; T → 0 approaches the most likely
+continuation. All rows of a batch advance together, so one step scores ``batch × V`` n-grams in
+one vectorized call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from textgan.errors import UserError
+from textgan.metrics.lm import KneserNeyLM
+from textgan.vocab import PAD, id_dtype
+
+BASELINES = ("kn5",)
+
+
+class NgramSampler:
+    """Draws ``(n, seq_len)`` id arrays from a ``KneserNeyLM``."""
+
+    def __init__(self, lm: KneserNeyLM, seq_len: int) -> None:
+        self.lm, self.seq_len = lm, seq_len
+        base = np.uint64(lm.base)
+        self._next = np.arange(lm.base, dtype=np.uint64)  # every candidate next id
+        self._shift = base  # a context key times V, plus the next id, is the n-gram's key
+        self._mod = np.uint64(lm.base ** (lm.order - 1))  # keeps the last order−1 ids
+
+    def next_distribution(self, contexts: np.ndarray, temperature: float) -> np.ndarray:
+        """``(B, V)`` probabilities of the next id after each context key (order−1 ids)."""
+        keys = contexts[:, None] * self._shift + self._next[None, :]
+        p = self.lm.probability(keys.ravel()).reshape(keys.shape)
+        if temperature != 1.0:
+            logp = np.log(p) / temperature
+            p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    def sample(self, n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
+        """``n`` lines of ids, PAD after each line's end."""
+        out = np.full((n, self.seq_len), PAD, dtype=id_dtype(self.lm.base))
+        contexts = np.zeros(n, dtype=np.uint64)  # all-PAD start context
+        alive = np.ones(n, dtype=bool)
+        for t in range(self.seq_len):
+            rows = np.flatnonzero(alive)
+            if len(rows) == 0:
+                break
+            p = self.next_distribution(contexts[rows], temperature)
+            # Inverse-CDF draw per row: one uniform each, vectorized over the batch.
+            cdf = np.cumsum(p, axis=1)
+            u = rng.random(len(rows))[:, None] * cdf[:, -1:]
+            drawn = np.minimum((cdf < u).sum(axis=1), self.lm.base - 1).astype(np.uint64)
+            out[rows, t] = drawn
+            alive[rows[drawn == PAD]] = False
+            contexts[rows] = (contexts[rows] * self._shift + drawn) % self._mod
+        return out
+
+    def batches(
+        self, n: int, temperature: float = 1.0, seed: int = 0, batch_size: int = 1024
+    ) -> Iterator[np.ndarray]:
+        """``n`` samples in batches of at most ``batch_size`` rows, reproducible from ``seed``."""
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise UserError(f"the temperature must be a positive number, got {temperature}")
+        rng = np.random.default_rng(seed)
+        for start in range(0, n, batch_size):
+            yield self.sample(min(batch_size, n - start), temperature, rng)
+
+
+def baseline_sampler(name: str, prepared, progress: bool = False) -> NgramSampler:
+    """The sampler of baseline ``name`` (``kn5``) fit on a prepared corpus's training split."""
+    if name not in BASELINES:
+        raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    order = int(name[2:])
+    lm = KneserNeyLM.for_corpus(prepared, order=order, progress=progress)
+    return NgramSampler(lm, prepared.seq_len)
