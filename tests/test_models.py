@@ -30,6 +30,18 @@ def test_shapes_and_softmax_rows_sum_to_one():
     assert d(probs).shape == (4,)
 
 
+def test_position_major_logits_are_the_same_values_in_the_other_layout():
+    torch.manual_seed(0)
+    g = Generator(TINY)
+    z = g.sample_noise(4)
+    strides = []
+    g.blocks.register_forward_pre_hook(lambda module, args: strides.append(args[0].stride()))
+    plain, position_major = g.logits(z), g.logits(z, position_major=True)
+    torch.testing.assert_close(position_major, plain, rtol=1e-6, atol=1e-6)
+    dim, length = TINY.dim, TINY.seq_len
+    assert strides == [(dim * length, length, 1), (dim * length, 1, dim)]
+
+
 def test_sample_noise_is_standard_normal_and_seeded():
     g = Generator(TINY)
     a = g.sample_noise(4000, generator=torch.Generator().manual_seed(3))
@@ -138,5 +150,5 @@ def test_one_hot_matches_torch_and_keeps_dtype():
     [("critic_norm", "instance"), ("dim", 0), ("blocks", -1), ("vocab_size", 1), ("kernel", 0)],
 )
 def test_bad_config_is_a_user_error(field, value):
-    with pytest.raises(UserError, match="normalization" if field == "critic_norm" else field):
+    with pytest.raises(UserError, match=f"model.{field} must be"):
         ModelConfig(**{**TINY.__dict__, field: value})

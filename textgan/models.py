@@ -95,9 +95,13 @@ class Generator(nn.Module):
         z = torch.randn(n, self.cfg.noise_dim, generator=generator, device=where)
         return z.to(device)
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Unnormalized scores ``(B, V, L)``."""
+    def logits(self, z: torch.Tensor, position_major: bool = False) -> torch.Tensor:
+        """Unnormalized scores ``(B, V, L)``. ``position_major`` stores the activations (and so
+        the scores) position-major, the layout of cuDNN's fast NHWC convolutions on CUDA: the
+        same values, computed by the same layers."""
         h = self.input(z).view(z.shape[0], self.cfg.dim, self.cfg.seq_len)
+        if position_major:
+            h = to_position_major(h)
         return self.output(self.blocks(h))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -124,6 +128,12 @@ class Critic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores ``(B,)`` of one-hot or probability sequences ``(B, V, L)``."""
         return self.output(self.blocks(self.input(x)).flatten(1)).squeeze(1)
+
+
+def to_position_major(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, L) with the same values stored position-major (strides (L·C, 1, C)): the
+    layout cuDNN's NHWC kernels read directly."""
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def one_hot(ids: torch.Tensor, vocab_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
