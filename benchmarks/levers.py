@@ -92,7 +92,7 @@ def loss_maskrelu(D: Critic, real, fake, eps):
 def loss_explicit(D: Critic, real, fake, eps):
     """textgan.fast: the input gradient as a first-order graph (no double backward)."""
     x_hat = fake + eps * (real - fake)
-    return fast._penalized_loss(D, real, fake, x_hat, LIP)[0]
+    return fast.penalized_loss(D, real, fake, x_hat, LIP)[0]
 
 
 def _input_grad_masks(D: Critic, x):

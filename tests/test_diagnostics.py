@@ -68,6 +68,30 @@ def test_input_grad_norm_of_real_inputs_matches_autograd():
     assert rec["input_grad"]["real"]["std"] == pytest.approx(norms.std().item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["gp", "sn", "sn-conv"])
+def test_layer_op_norms_are_each_layers_operator_norm(kind):
+    critic, cfg = _critic(kind)
+    real, fake = _batch()
+    rec = critic_diagnostics(critic, real, fake, cfg, iteration=0)
+    ops = rec["layer_op_norms"]
+    convs = [f"blocks.{i}.conv{j}" for i in range(CFG.blocks) for j in (1, 2)]
+    assert ops["names"] == ["input", *convs, "output"]
+    for name, norm in zip(ops["names"], ops["norms"], strict=True):
+        layer = critic.get_submodule(name)
+        # The weight the next training forward uses (spectral norm: one more power iteration).
+        weight = layer.weight.detach()
+        if name == "output":
+            exact = torch.linalg.matrix_norm(weight, ord=2).item()
+        else:  # the matrix of the convolution on length-L inputs
+            n = layer.in_channels * CFG.seq_len
+            eye = torch.eye(n).view(n, layer.in_channels, CFG.seq_len)
+            columns = torch.nn.functional.conv1d(eye, weight, padding=layer.padding)
+            exact = torch.linalg.matrix_norm(columns.flatten(1), ord=2).item()
+        assert norm == pytest.approx(exact, rel=1e-5), name
+    if kind == "sn-conv":  # normalized by the operator norm (16 power iterations so far)
+        assert max(ops["norms"]) == pytest.approx(1.0, abs=0.01)
+
+
 def test_clip_share_is_one_after_clipping_large_weights():
     critic, cfg = _critic("clip", clip=0.01)
     with torch.no_grad():

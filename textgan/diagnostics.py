@@ -20,7 +20,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from textgan.lipschitz import LipschitzConfig, _interpolate, _per_sample_norm, critic_loss
+from textgan.lipschitz import (
+    LipschitzConfig,
+    critic_loss,
+    interpolate,
+    layer_operator_norms,
+    per_sample_norm,
+)
 from textgan.models import one_hot
 from textgan.rundir import DIAGNOSTICS
 
@@ -103,7 +109,7 @@ def _input_grad_norms(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """‖∇x D(x)‖₂ per sequence, over its whole V×L input."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x)
-    return _per_sample_norm(grad)
+    return per_sample_norm(grad)
 
 
 def _stream_seed(seed: int, iteration: int, stream: int) -> int:
@@ -132,7 +138,9 @@ def critic_diagnostics(
     Keys: ``iter``, ``lipschitz``; ``weight_hist`` (``max_abs``, ``bins``, ``counts``);
     ``layer_grad_norms`` (``names``, ``norms``: ‖∂ critic loss / ∂ layer parameters‖, input to
     output); ``input_grad`` (``real``/``fake``/``interp``: mean and std of ‖∇x D‖);
-    ``clip_share`` (share of weights within 1 % of ±c; None unless clipping).
+    ``clip_share`` (share of weights within 1 % of ±c; None unless clipping);
+    ``layer_op_norms`` (``names``, ``norms``: each Conv1d's and Linear's operator norm on
+    length-L inputs, measured by power iteration — what spectral normalization claims to bound).
     """
     critic = _unwrap(critic)
     real = real.detach().float()
@@ -140,6 +148,8 @@ def critic_diagnostics(
     device = real.device
     rng = torch.Generator(device=device).manual_seed(_stream_seed(seed, iteration, 0))
     with _buffers_restored(critic):
+        # First, so that each layer is measured with the weight the next training step uses.
+        op_norms = layer_operator_norms(critic, seq_len=real.shape[-1])
         groups = layer_groups(critic)
         loss, _ = critic_loss(critic, real, fake, lipschitz_cfg, rng=rng, monitor=False)
         params = [p for _, ps in groups for p in ps]
@@ -150,7 +160,7 @@ def critic_diagnostics(
             norms.append(sum(sq[start : start + len(ps)]) ** 0.5)
             start += len(ps)
 
-        interp = _interpolate(real, fake, rng, shuffle=False)  # as the penalty draws x̂
+        interp = interpolate(real, fake, rng, shuffle=False)  # as the penalty draws x̂
         points = {"real": real, "fake": fake, "interp": interp}
         input_grad = {k: _mean_std(_input_grad_norms(critic, x)) for k, x in points.items()}
         hist = weight_histogram(effective_weights(critic), bins)
@@ -162,6 +172,7 @@ def critic_diagnostics(
         "layer_grad_norms": {"names": [name for name, _ in groups], "norms": norms},
         "input_grad": input_grad,
         "clip_share": share,
+        "layer_op_norms": {"names": list(op_norms), "norms": list(op_norms.values())},
     }
 
 

@@ -12,11 +12,14 @@ the gradient autograd computes (same masks, same convention ``relu'(0) = 0``), i
 first-order graph of the weights, and its backward costs two convolutions per layer instead of
 four. Critics it does not cover (normalization layers, spectral-norm parametrizations, an even
 kernel) and constraints other than the gradient penalties fall back to ``lipschitz.critic_loss``.
+Both backends keep the critic's dtype (float64 stays float64) and build the loss and its
+statistics with ``lipschitz.loss_and_stats``; ``critic_loss`` (any critic) and
+``FastPath.critic_loss`` (one run's) are the entry points.
 
 **Precision.** ``bf16`` runs the convolutions under autocast in bfloat16 with fp32 master
 weights, fp32 losses and an fp32 optimizer (no gradient scaler: bfloat16 has fp32's range).
 ``tf32`` (CUDA) keeps fp32 storage with TensorFloat-32 matrix units. ``auto`` picks bf16 where
-the hardware computes it natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), else fp32.
+the hardware computes it natively (CUDA with bf16, x86 CPUs with AVX512-BF16 or AMX), else fp32.
 
 **CUDA.** ``--compile`` captures the step in CUDA graphs (a paper-size step is a few hundred
 kernels of microseconds each), and convolution weights and activations are stored
@@ -36,12 +39,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from textgan import lipschitz
+from textgan.config import PRECISIONS
 from textgan.errors import UserError, first_line
-from textgan.models import Critic
+from textgan.models import Critic, to_position_major
 
 Tensor = torch.Tensor
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+# CPU instructions that compute bfloat16 products (torch.cpu.get_capabilities() names). oneDNN
+# also runs bf16 on any AVX-512 CPU by converting to fp32 (Skylake, Cascade Lake), where
+# torch.ops.mkldnn._is_mkldnn_bf16_supported() is true and a step measured 2.3× slower than fp32.
+NATIVE_BF16_CPU = ("avx512_bf16", "amx_bf16")
 
 # torch.compile options per device type (benchmarks/bench_train.py --compile-mode sets them).
 # On CUDA the step is a few hundred small kernels: CUDA graphs remove their launch cost.
@@ -56,7 +63,9 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        capabilities = torch.cpu.get_capabilities()
+        native = any(capabilities.get(flag, False) for flag in NATIVE_BF16_CPU)
+        return native and torch.backends.mkldnn.is_available()
     return False
 
 
@@ -156,40 +165,52 @@ def fast_loss_supported(critic: nn.Module, cfg: lipschitz.LipschitzConfig) -> bo
     return con.penalty is not None and con.slope == "gradient" and explicit_grad_supported(critic)
 
 
+def penalized_loss(
+    critic: Critic, real: Tensor, fake: Tensor, x_hat: Tensor, cfg: lipschitz.LipschitzConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The gradient-penalty loss and statistics at given interpolates ``x̂``, by the closed-form
+    input gradient: free of random draws and first order, so it compiles."""
+    b = real.shape[0]
+    scores = critic(torch.cat([real, fake]))
+    norms = lipschitz.per_sample_norm(critic_input_grad(critic, x_hat))
+    return lipschitz.loss_and_stats(cfg, scores[:b], scores[b:], slopes=norms, grad_norms=norms)
+
+
+PenalizedLoss = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+
+
 def critic_loss(
     critic: nn.Module,
     real: Tensor,
     fake: Tensor,
     cfg: lipschitz.LipschitzConfig,
     rng: torch.Generator | None = None,
-    monitor: bool = True,
+    monitor: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """``lipschitz.critic_loss`` with the same value, statistics and random draws, computed
-    without double backpropagation where ``fast_loss_supported``; elsewhere the same call."""
-    if not fast_loss_supported(critic, cfg):
+    """The critic loss of ``cfg``: ``lipschitz.critic_loss``'s value, statistics and random
+    draws, computed without double backpropagation where ``fast_loss_supported``, by it
+    elsewhere. ``monitor`` also measures ``grad_norm`` for constraints whose loss does not need
+    it (one more forward and input backward: ask on logged steps only)."""
+    fast = penalized_loss if fast_loss_supported(critic, cfg) else None
+    return _critic_loss(critic, real, fake, cfg, rng, monitor, fast, position_major=False)
+
+
+def _critic_loss(
+    critic: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    cfg: lipschitz.LipschitzConfig,
+    rng: torch.Generator | None,
+    monitor: bool,
+    fast: PenalizedLoss | None,
+    position_major: bool,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    if fast is None:
         return lipschitz.critic_loss(critic, real, fake, cfg, rng=rng, monitor=monitor)
-    x_hat = lipschitz._interpolate(real, fake, rng, shuffle=False)
-    return _penalized_loss(critic, real, fake, x_hat, cfg)
-
-
-def _penalized_loss(
-    critic: Critic, real: Tensor, fake: Tensor, x_hat: Tensor, cfg: lipschitz.LipschitzConfig
-) -> tuple[Tensor, dict[str, Tensor]]:
-    b = real.shape[0]
-    scores = critic(torch.cat([real, fake])).float()
-    d_real, d_fake = scores[:b].mean(), scores[b:].mean()
-    norms = critic_input_grad(critic, x_hat).float().flatten(1).norm(dim=1)
-    gp = lipschitz.CONSTRAINTS[cfg.kind].penalty(norms, cfg.target).mean()
-    loss = d_fake - d_real + cfg.lam * gp
-    stats = {
-        "wasserstein": (d_real - d_fake).detach(),
-        "gp": gp.detach(),
-        "penalty": (cfg.lam * gp).detach(),
-        "grad_norm": norms.mean().detach(),
-        "d_real": d_real.detach(),
-        "d_fake": d_fake.detach(),
-    }
-    return loss, stats
+    x_hat = lipschitz.interpolate(real, fake, rng, shuffle=False)
+    if position_major:
+        real, fake, x_hat = map(to_position_major, (real, fake, x_hat))
+    return fast(critic, real, fake, x_hat, cfg)
 
 
 # -- one run's step ---------------------------------------------------------------------------
@@ -198,10 +219,11 @@ def _penalized_loss(
 class FastPath:
     """The network calls of one run's training step, in its precision, compiled if asked.
 
-    ``generate(z)`` gives the generator's probabilities (the softmax in fp32),
-    ``critic_loss(real, fake, rng)`` is ``critic_loss`` above and ``generator_loss(fake)`` is
-    ``lipschitz.generator_loss``; each runs under the run's autocast. With ``compile`` the parts
-    free of random draws and of double backpropagation go through ``torch.compile``.
+    ``generate(z)`` gives the generator's probabilities (the softmax in fp32 or wider),
+    ``critic_loss(real, fake, rng, monitor)`` is ``critic_loss`` above and
+    ``generator_loss(fake)`` is ``lipschitz.generator_loss``; each runs under the run's
+    autocast. With ``compile`` the parts free of random draws and of double backpropagation go
+    through ``torch.compile``.
     ``channels_last`` (default: on CUDA) stores convolution weights and activations
     position-major; FastPath converts the weights in place when it is built.
     """
@@ -233,17 +255,12 @@ class FastPath:
                     if isinstance(m, nn.Conv1d):
                         m.weight.data = to_position_major(m.weight.data)
         self._generate = wrap(self._generate_eager)
-        self._penalized = wrap(_penalized_loss)
+        self._penalized = wrap(penalized_loss) if self.explicit else None
         self._generator_loss = wrap(lipschitz.generator_loss)
 
     def _generate_eager(self, z: Tensor) -> Tensor:
-        g = self.generator
-        if self.channels_last:
-            h = to_position_major(g.input(z).view(z.shape[0], g.cfg.dim, g.cfg.seq_len))
-            logits = g.output(g.blocks(h))
-        else:
-            logits = g.logits(z)
-        return torch.softmax(logits.float(), dim=1)
+        logits = self.generator.logits(z, position_major=self.channels_last)
+        return torch.softmax(lipschitz.wide(logits), dim=1)
 
     def generate(self, z: Tensor) -> Tensor:
         if self.cudagraphs:
@@ -256,15 +273,17 @@ class FastPath:
         return out.clone() if self.cudagraphs else out
 
     def critic_loss(
-        self, real: Tensor, fake: Tensor, rng: torch.Generator | None = None
+        self,
+        real: Tensor,
+        fake: Tensor,
+        rng: torch.Generator | None = None,
+        monitor: bool = False,
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``critic_loss`` above for this run's critic and constraint, in its precision."""
         with autocast(self.device, self.precision):
-            if not self.explicit:
-                return lipschitz.critic_loss(self.critic, real, fake, self.cfg, rng=rng)
-            x_hat = lipschitz._interpolate(real, fake, rng, shuffle=False)
-            if self.channels_last:
-                real, fake, x_hat = map(to_position_major, (real, fake, x_hat))
-            return self._penalized(self.critic, real, fake, x_hat, self.cfg)
+            return _critic_loss(
+                self.critic, real, fake, self.cfg, rng, monitor, self._penalized, self.channels_last
+            )
 
     def generator_loss(self, fake: Tensor) -> Tensor:
         with autocast(self.device, self.precision):
@@ -273,12 +292,6 @@ class FastPath:
 
 def _identity(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
-
-
-def to_position_major(x: Tensor) -> Tensor:
-    """``x`` (N, C, L) with the same values stored position-major (strides (L·C, 1, C)): the
-    layout cuDNN's NHWC kernels read directly."""
-    return x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 # -- compilation -------------------------------------------------------------------------------
