@@ -1,5 +1,5 @@
 """The training loop on the genuine Billion Word shards: config layering, learning, determinism,
-exact resume after a signal, divergence handling."""
+exact resume after a signal, divergence handling, the run folder's one writer, memory checks."""
 
 import dataclasses
 import json
@@ -7,6 +7,8 @@ import math
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import torch
 from textgan import checkpoint as ck
 from textgan import config as C
 from textgan import devices as D
+from textgan import run_output as RO
 from textgan import rundir as rd
 from textgan import sampling as S
 from textgan import train as T
@@ -93,18 +96,25 @@ def _tensors(ckpt_dir):
 
 
 def test_presets_hold_the_paper_defaults():
-    t = C.TrainConfig()
-    assert (t.iters, t.batch_size, t.critic_iters, t.lr, t.beta1, t.beta2) == (
-        200_000,
-        64,
-        10,
-        1e-4,
-        0.5,
-        0.9,
-    )
+    """What a paper-preset trainer really uses: Adam's rates and betas from its optimizers, 10
+    critic steps per generator step from their step counts, batch 64 from a drawn batch."""
     layers = C.layered_config()
     assert layers["train"]["preset"] == "paper"
     assert layers["model"] == {"dim": 512, "blocks": 5}
+    train_cfg = C.build(C.TrainConfig, {**layers["train"], "device": "cpu"}, "paper")
+    assert train_cfg.iters == 200_000
+    model = C.ModelConfig(vocab_size=6, seq_len=4, dim=4, blocks=1)  # the step, not the size
+    config = C.RunConfig(CorpusConfig(), model, C.LipschitzConfig(), train_cfg)
+    ids = np.zeros((3, 4), dtype=np.uint8)
+    trainer = TR.Trainer(config, ids, torch.device("cpu"))
+    for opt in (trainer.opt_d, trainer.opt_g):
+        assert [(g["lr"], g["betas"]) for g in opt.param_groups] == [(1e-4, (0.5, 0.9))]
+    trainer.step()
+    first = next(iter(trainer.opt_d.state.values()))
+    assert int(first["step"]) == 10
+    assert int(next(iter(trainer.opt_g.state.values()))["step"]) == 1
+    assert trainer.real_batch().shape[0] == 64
+    assert config.lipschitz.kind == "gp" and config.lipschitz.lam == 10.0
     assert C.layered_config("small")["model"]["dim"] == 128
     assert set(C.PRESETS) == {"paper", "small", "tiny"}
 
@@ -138,7 +148,7 @@ def test_precedence_preset_then_file_then_flags(tmp_path):
         ({"optimizer": {}}, "unknown section"),
         ({"train": {"lr": "fast"}}, "train.lr must be a float"),
         ({"train": {"iters": 2.5}}, "train.iters must be a int"),
-        ([1, 2], "JSON object"),
+        ([1, 2], "must hold an object"),
     ],
 )
 def test_bad_config_files(tmp_path, content, message):
@@ -158,6 +168,10 @@ def test_bad_config_files(tmp_path, content, message):
         ("lr", -1e-4, "train.lr must be a positive number"),
         ("lr", math.nan, "train.lr must be a finite number"),
         ("beta2", 1.0, "train.beta2 must lie in"),
+        ("ema_decay", 1.0, r"train.ema_decay must lie in \[0, 1\)"),
+        ("ema_decay", -0.1, "train.ema_decay must lie in"),
+        ("lr_critic", 0.0, "train.lr_critic must be a positive number"),
+        ("lr_gen", -1.0, "train.lr_gen must be a positive number"),
         ("preset", "huge", "train.preset must be one of paper, small, tiny"),
         ("max_minutes", 0.0, "train.max_minutes must be a positive number"),
         ("seed", -1, "train.seed must be at least 0"),
@@ -225,8 +239,9 @@ def test_tiny_run_learns_the_unigram_distribution(corpus, tmp_path):
     for key in ("critic_loss", "gen_loss", "wasserstein", "gp", "grad_norm"):
         assert all(math.isfinite(r[key]) for r in train_rows), key
     assert [r["iter"] for r in eval_rows] == [150, 300]
-    assert all(r["n_samples"] == 640 and {f"floor_js{n}" for n in (1, 2, 3, 4)} <= set(r)
-               for r in eval_rows)  # fmt: skip
+    keys = {f"{kind}js{n}" for kind in ("floor_", "ema_") for n in (1, 2, 3, 4)}
+    assert all(r["n_samples"] == 640 and keys <= set(r) for r in eval_rows)
+    assert result.last_eval["ema_js1"] < 0.6 * js_init  # the average learns too
     times = [r["time"] for r in rd.read_rows(run.metrics)]
     assert times == sorted(times) and times[0] > 0
     samples = (run.samples / "iter_300.txt").read_text(encoding="utf-8").split("\n")[:-1]
@@ -251,24 +266,16 @@ def test_same_seed_same_metrics_other_seed_other_metrics(corpus, tmp_path):
     assert a != c
 
 
-def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
-    common = {"iters": 6, "log_every": 1, "eval_every": 3, "eval_samples": 64, "ckpt_every": 100}
-    straight = T.train(_config(corpus, tmp_path, "straight", **common)[0], progress=False)
-
-    def stop_at_3(trainer, k):
-        if k == 3:
+def _stop_at(k_stop):
+    def hook(trainer, k):
+        if k == k_stop:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    stopped = T.train(_config(corpus, tmp_path, "split", **common)[0], False, hooks=[stop_at_3])
-    assert stopped.iteration == 3 and stopped.stopped_by == signal.SIGTERM
-    assert stopped.exit_code == 128 + signal.SIGTERM
-    assert stopped.checkpoint.name == "iter_0000003"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
-    times_before = [r["time"] for r in rd.read_rows(stopped.run_dir / rd.METRICS)]
+    return hook
 
-    resumed = T.resume(stopped.run_dir, progress=False)
-    assert resumed.iteration == 6 and resumed.stopped_by is None
 
+def _assert_same_run(straight, resumed):
+    """Every row (time aside) and every tensor of the last checkpoints, bit for bit."""
     want = _tensors(straight.checkpoint)
     got = _tensors(resumed.checkpoint)
     assert want.keys() == got.keys()
@@ -278,6 +285,30 @@ def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
         else:
             assert value == got[key], key
     assert _rows(resumed.run_dir) == _rows(straight.run_dir)
+
+
+# Stopped at 4 with rows every 3: the row of 6 averages iterations 4 to 6, one before the stop.
+RESUME = {"iters": 6, "log_every": 3, "eval_every": 3, "eval_samples": 64, "ckpt_every": 100}
+
+
+def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
+    straight = T.train(_config(corpus, tmp_path, "straight", **RESUME)[0], progress=False)
+    config = _config(corpus, tmp_path, "split", **RESUME)[0]
+    stopped = T.train(config, False, hooks=[_stop_at(4)])
+    assert stopped.iteration == 4 and stopped.stopped_by == signal.SIGTERM
+    assert stopped.exit_code == 128 + signal.SIGTERM
+    assert stopped.checkpoint.name == "iter_0000004"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert ck.load_checkpoint(stopped.checkpoint).state["meter"]["counts"]["gen_loss"] == 1
+    times_before = [r["time"] for r in rd.read_rows(stopped.run_dir / rd.METRICS)]
+
+    resumed = T.resume(stopped.run_dir, progress=False)
+    assert resumed.iteration == 6 and resumed.stopped_by is None
+    _assert_same_run(straight, resumed)
+    assert "state.ema_generator.input.weight" in _tensors(resumed.checkpoint)
+    rows = _rows(resumed.run_dir)
+    assert [r["iter"] for r in rows] == [3, 3, 6, 6]
+    assert all("ema_js4" in r for r in rows if "js4" in r)
     times = [r["time"] for r in rd.read_rows(resumed.run_dir / rd.METRICS)]
     assert times[: len(times_before)] == times_before and times == sorted(times)
 
@@ -288,6 +319,29 @@ def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
         T.resume(stopped.run_dir, progress=False)
     with pytest.raises(UserError, match="--lr cannot change when resuming"):
         T.resume(stopped.run_dir, {"iters": 10, "lr": 1.0}, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["sn", "clip"])
+def test_resume_is_bit_for_bit_for_other_constraints(corpus, tmp_path, kind):
+    """Spectral norm's power-iteration vectors and clipped weights resume exactly too (and,
+    with EMA off, a run keeps no EMA state)."""
+    sections, prepared = corpus
+    common = {**RESUME, "ema_decay": 0.0}
+    layers = {"corpus": sections, "model": MICRO["model"], "lipschitz": {"kind": kind}}
+
+    def config(name):
+        train = {**MICRO["train"], **common, "run_dir": str(tmp_path / name)}
+        return T.resolve_run_config(C.layered_config("tiny", overrides={**layers, "train": train}),
+                                    False)[0]  # fmt: skip
+
+    straight = T.train(config("straight"), prepared, progress=False)
+    stopped = T.train(config("split"), prepared, progress=False, hooks=[_stop_at(4)])
+    assert stopped.iteration == 4
+    resumed = T.resume(stopped.run_dir, progress=False)
+    _assert_same_run(straight, resumed)
+    assert not any(k.startswith("state.ema_generator") for k in _tensors(resumed.checkpoint))
+    train_rows = [r for r in _rows(resumed.run_dir) if "critic_loss" in r]
+    assert all(r["grad_norm"] > 0 for r in train_rows)  # measured on logged steps
 
 
 def test_resume_drops_rows_logged_after_the_checkpoint(corpus, tmp_path):
@@ -384,16 +438,6 @@ def test_cuda_run_stops_resumes_and_samples(corpus, tmp_path):
     assert len(lines) == 20
 
 
-def test_meter_averages_over_the_interval():
-    meter = TR.Meter()
-    for v in (1.0, 2.0, 6.0):
-        meter.add("critic", {"critic_loss": torch.tensor(v)})
-    meter.add("gen", {"gen_loss": torch.tensor(-1.0)})
-    assert meter.means() == {"critic_loss": 3.0, "gen_loss": -1.0}
-    meter.reset()
-    assert meter.means() == {}
-
-
 def test_max_minutes_ends_the_run_like_its_last_iteration(corpus, tmp_path):
     config, prepared = _config(corpus, tmp_path, iters=1000, max_minutes=1e-6, eval_samples=32)
     result = T.train(config, prepared, progress=False)
@@ -403,8 +447,8 @@ def test_max_minutes_ends_the_run_like_its_last_iteration(corpus, tmp_path):
 
 
 def test_second_ctrl_c_aborts_at_once(tmp_path):
-    output = T.RunOutput(rd.RunDir(tmp_path), progress=False)
-    with T._StopFlag(output) as stop:
+    output = RO.RunOutput(rd.RunDir(tmp_path), progress=False)
+    with RO.StopFlag(output) as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.signal == signal.SIGINT
         with pytest.raises(KeyboardInterrupt):
@@ -427,3 +471,67 @@ def test_default_run_names(corpus, tmp_path, monkeypatch, corpus_name, stem):
     assert path.parent == pathlib.Path("runs") and path.name.startswith(stem + "-20")
     named = dataclasses.replace(config, train=dataclasses.replace(train_cfg, name="mine"))
     assert T._default_run_dir(named) == pathlib.Path("runs/mine")
+
+
+# -- one writer per run folder -----------------------------------------------------------------
+
+
+def test_a_run_holds_its_folder_until_it_ends(corpus, tmp_path):
+    config, prepared = _config(corpus, tmp_path, iters=2, eval_samples=16)
+    refused = []
+
+    def second_writer(trainer, k):
+        with pytest.raises(UserError, match="being written by another process") as err:
+            rd.RunDir(tmp_path / "run").lock()
+        refused.append(str(err.value))
+
+    T.train(config, prepared, progress=False, hooks=[second_writer])
+    assert len(refused) == 2 and f"pid {os.getpid()}" in refused[0]
+    rd.RunDir(tmp_path / "run").lock().release()  # free again once the run ended
+
+
+def test_resume_of_a_live_run_is_refused_before_it_writes(corpus, tmp_path):
+    """A second process holds the run (as a live 'textgan train' does): resume refuses in one
+    line and leaves config.json and the logs as they were."""
+    config, prepared = _config(corpus, tmp_path, iters=2, log_every=1, eval_samples=16)
+    run = rd.RunDir(T.train(config, prepared, progress=False).run_dir)
+    before = {p: p.read_bytes() for p in (run.config, run.metrics)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, pathlib; from textgan.rundir import RunDir; "
+         "lock = RunDir(pathlib.Path(sys.argv[1])).lock(); print('locked', flush=True); "
+         "time.sleep(120)",
+         str(run.path)],
+        stdout=subprocess.PIPE, text=True, cwd=pathlib.Path(__file__).parents[1],
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"another process \\(pid {holder.pid}\\)") as err:
+            T.resume(run.path, {"iters": 3}, progress=False)
+        assert "\n" not in str(err.value)
+        assert {p: p.read_bytes() for p in before} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert T.resume(run.path, {"iters": 3}, progress=False).iteration == 3  # its lock died too
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def test_sizes_beyond_memory_are_refused_before_the_corpus_is_read(tmp_path):
+    """The sizes of a reported run (38 s and 7.3 GB before a traceback) fail at once, naming
+    what to lower, before the corpus is prepared or a network built."""
+    data_dir = tmp_path / "data"
+    overrides = {
+        "corpus": {"corpus": "pydocs", "data_dir": str(data_dir), "seq_len": 100_000},
+        "model": {"dim": 10**8},
+        "train": {"batch_size": 10**9, "device": "cpu"},
+    }
+    with pytest.raises(UserError, match="needs at least") as err:
+        T.resolve_run_config(C.layered_config("tiny", overrides=overrides), progress=False)
+    message = str(err.value)
+    assert "\n" not in message
+    for name in ("model.dim (now 100,000,000)", "train.batch_size (now 1,000,000,000)",
+                 "corpus.seq_len (now 100,000)"):  # fmt: skip
+        assert name in message
+    assert not data_dir.exists()  # nothing was prepared

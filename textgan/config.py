@@ -26,7 +26,7 @@ from textgan.settings import SettingError, check_settings, check_type, declared,
 CRITIC_NORMS = ("none", "layer", "batch")
 # The names of textgan.lipschitz.CONSTRAINTS (checked there): declared here so that the CLI
 # offers them as choices without importing torch.
-LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "sn-conv", "none")
+LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "none")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 MAX_SEED = 2**63 - 1
 
@@ -79,8 +79,17 @@ class TrainConfig:
     batch_size: int = setting(64, "Sequences per batch.", minimum=1)
     critic_iters: int = setting(10, "Critic steps per generator step.", minimum=1)
     lr: float = setting(1e-4, "Adam learning rate, both networks.", positive=True)
+    # Two time-scale update rule (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update
+    # Rule"): each network its own rate; unset, it is lr.
+    lr_critic: float | None = setting(None, "Critic's Adam learning rate [lr].", positive=True)
+    lr_gen: float | None = setting(None, "Generator's Adam learning rate [lr].", positive=True)
     beta1: float = setting(0.5, "Adam β1, in [0, 1).")
     beta2: float = setting(0.9, "Adam β2, in [0, 1).")
+    # 0.999 per generator step: the generator average of Karras et al. 2018 (Progressive GANs),
+    # ramped up over the first steps (textgan.trainer.ema_decay_at).
+    ema_decay: float = setting(
+        0.999, "Decay of the generator's weight average (EMA), in [0, 1); 0 turns it off."
+    )
     seed: int = setting(0, "Seed of every random stream.", minimum=0, maximum=MAX_SEED)
     device: str = setting(
         "auto", "auto (CUDA, then MPS, then CPU) | cpu | cuda[:N] | mps.", resumable=True
@@ -120,7 +129,7 @@ class TrainConfig:
             raise SettingError(
                 "train.preset", f"must be one of {', '.join(PRESETS)}, got {self.preset!r}"
             )
-        for beta in ("beta1", "beta2"):
+        for beta in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, beta) < 1:
                 raise SettingError(
                     f"train.{beta}", f"must lie in [0, 1), got {getattr(self, beta)}"

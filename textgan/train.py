@@ -1,18 +1,19 @@
 """The run: a new run or a resumed one, its loop, evaluation, checkpoints, stop signals.
 
 ``metrics.jsonl`` training rows (every ``log_every`` iterations) hold means over the interval:
-the critic statistics over its ``log_every · critic_iters`` critic steps, ``gen_loss`` over its
-generator steps. Evaluation rows (every ``eval_every`` iterations and at the end) hold JS-1..4
-of ``eval_samples`` argmax samples with the real-vs-real floor at the same N.
+the critic statistics over its ``log_every · critic_iters`` critic steps (``grad_norm`` over the
+one step that measured it), ``gen_loss`` over its generator steps. Evaluation rows (every
+``eval_every`` iterations and at the end) hold JS-1..4 of ``eval_samples`` argmax samples with the
+real-vs-real floor at the same N, and ``ema_js1..4`` of the EMA generator's when EMA is on.
 
-All file output goes through ``RunOutput``, which is silent on every process but rank 0.
+All file output goes through ``RunOutput`` (``textgan.run_output``), silent on every process but
+rank 0, which holds the run folder's one-writer lock from before its first write to the end.
 One iteration itself is ``textgan.trainer.Trainer.step``.
 """
 
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from textgan import checkpoint as ckpt_io
-from textgan import rundir
+from textgan import memory, rundir
 from textgan.config import (
     RESUMABLE,
     SECTIONS,
@@ -41,8 +42,9 @@ from textgan.devices import parse_device, pick_device
 from textgan.errors import UserError
 from textgan.lipschitz import check_critic_norm
 from textgan.models import count_parameters
+from textgan.run_output import RunOutput, StopFlag, is_rank0
 from textgan.rundir import RunDir
-from textgan.trainer import Meter, Trainer, nonfinite
+from textgan.trainer import Trainer, nonfinite
 from textgan.vocab import Vocab
 
 
@@ -57,6 +59,11 @@ def resolve_run_config(
     lip_cfg = build(LipschitzConfig, layers["lipschitz"], "options")
     check_critic_norm(layers["model"].get("critic_norm", "none"), lip_cfg)
     corpus_cfg = build(CorpusConfig, layers["corpus"], "options")
+    # Before the corpus is read: its vocabulary is not known yet, 2 symbols is the least.
+    sizes = {"vocab_size": 2, "seq_len": corpus_cfg.seq_len}
+    model_floor = build(ModelConfig, {**layers["model"], **sizes}, "options")
+    device = pick_device(train_cfg.device)
+    memory.check_run(model_floor, train_cfg.batch_size, train_cfg.ema_decay > 0, device)
     prepared = prepare(corpus_cfg, progress=progress)
     # The floor needs as many real held-out lines as samples: a small corpus evaluates fewer.
     if len(prepared.heldout) < train_cfg.eval_samples:
@@ -65,98 +72,6 @@ def resolve_run_config(
     model_cfg = build(ModelConfig, {**layers["model"], **model_values}, "options")
     config = RunConfig(corpus_cfg, model_cfg, lip_cfg, train_cfg, prepared.fingerprint)
     return config, prepared
-
-
-# -- output (rank 0 only) ----------------------------------------------------------------------
-
-
-def _is_rank0() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-class RunOutput:
-    """Every file and line a run writes. Other ranks of a distributed run stay silent."""
-
-    def __init__(self, run: RunDir, progress: bool) -> None:
-        self.run = run
-        self.active = _is_rank0()
-        self.progress = progress and self.active
-
-    def echo(self, text: str) -> None:
-        if self.active:
-            from tqdm.auto import tqdm
-
-            tqdm.write(text, file=sys.stderr)
-
-    def rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if self.active:
-            rundir.append_rows(self.run.metrics, rows)
-
-    def samples(self, iteration: int, lines: list[str]) -> None:
-        if self.active:
-            path = self.run.samples / f"iter_{iteration}.txt"
-            rundir.atomic_write_text(path, "".join(line + "\n" for line in lines))
-
-    def diagnostics(self, trainer: Trainer, iteration: int) -> None:
-        if self.active:
-            from textgan.diagnostics import append_diagnostics, diagnose_trainer
-
-            append_diagnostics(self.run.path, diagnose_trainer(trainer, iteration))
-
-    def plots(self) -> None:
-        if self.active:
-            from textgan.plots import write_run_plots
-
-            write_run_plots(self.run.path)  # warns, never raises
-
-    def config(self, config: RunConfig, vocab: Vocab) -> None:
-        if self.active:
-            rundir.write_json(self.run.config, config.to_dict())
-            vocab.save(self.run.vocab)
-
-    def checkpoint(self, trainer: Trainer, keep: int) -> Path | None:
-        if not self.active:
-            return None
-        weights = {
-            "generator": trainer.generator.state_dict(),
-            "critic": trainer.critic.state_dict(),
-        }
-        return ckpt_io.save_checkpoint(
-            self.run, trainer.iteration, weights, trainer.state_dict(), keep
-        )
-
-
-# -- stopping on a signal ----------------------------------------------------------------------
-
-
-class _StopFlag:
-    """Turns the first Ctrl-C / SIGTERM into a request to stop at the next iteration boundary;
-    a second Ctrl-C aborts at once (checkpoints are atomic, so nothing is left half-written)."""
-
-    def __init__(self, output: RunOutput) -> None:
-        self.output = output
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-        name = signal.Signals(signum).name
-        self.output.echo(f"{name}: stopping after this iteration and saving a checkpoint")
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -232,11 +147,12 @@ def train(
     evaluator = make_evaluator(config, prepared, progress)
     # Under torchrun, pass --name or --run-dir so that every rank agrees on the directory.
     path = _default_run_dir(config)
-    run = RunDir.create(path) if _is_rank0() else RunDir(path)
+    run = RunDir.create(path) if is_rank0() else RunDir(path)
     config = replace(config, train=replace(config.train, run_dir=str(run.path)))
     output = RunOutput(run, progress)
-    output.config(config, prepared.vocab)
-    return _loop(config, prepared, trainer, evaluator, output, hooks)
+    with output.lock():
+        output.config(config, prepared.vocab)
+        return _loop(config, prepared, trainer, evaluator, output, hooks)
 
 
 def refuse_resume_changes(flags: Sequence[str]) -> None:
@@ -262,6 +178,20 @@ def resume(
     finished run); the model, data and optimizer stay as they were.
     """
     run = RunDir.open(run_dir)
+    output = RunOutput(run, progress)
+    # A live run keeps its files: nothing is rewritten or truncated unless this process is the
+    # one writer and the folder takes writes.
+    with output.lock():
+        return _resume(run, output, overrides, progress, hooks)
+
+
+def _resume(
+    run: RunDir,
+    output: RunOutput,
+    overrides: Mapping[str, Any] | None,
+    progress: bool,
+    hooks: Sequence[Hook],
+) -> TrainResult:
     config = RunConfig.load(run.config)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     refuse_resume_changes(
@@ -285,7 +215,6 @@ def resume(
     trainer = Trainer(config, prepared.train, pick_device(config.train.device))
     trainer.load(ckpt)
     evaluator = make_evaluator(config, prepared, progress)
-    output = RunOutput(run, progress)
     if output.active:
         rundir.truncate_rows(run.metrics, ckpt.iteration)
         rundir.truncate_rows(run.path / rundir.DIAGNOSTICS, ckpt.iteration)
@@ -331,21 +260,27 @@ def make_evaluator(config: RunConfig, prepared: PreparedCorpus, progress: bool) 
 
 
 def evaluate(trainer: Trainer, evaluator: Any, config: RunConfig) -> tuple[dict, np.ndarray]:
-    """JS-1..4 of ``eval_samples`` argmax samples drawn from a fixed noise seed."""
+    """JS-1..4 of ``eval_samples`` argmax samples drawn from a fixed noise seed, and with EMA
+    on, ``ema_js1..4`` of the EMA generator's from the same noise (the floors are the same).
+    The ids returned are the EMA generator's when EMA is on, else the generator's."""
+    ids = argmax_ids(trainer.generator, config, trainer.device)
+    scores = evaluator(ids)
+    if trainer.ema is not None:
+        ids = argmax_ids(trainer.ema, config, trainer.device)
+        ema = evaluator(ids)
+        scores.update({f"ema_{k}": v for k, v in ema.items() if k.startswith("js")})
+    return scores, ids
+
+
+def argmax_ids(generator: torch.nn.Module, config: RunConfig, device: torch.device) -> np.ndarray:
+    """The ``eval_samples`` argmax samples evaluations score, from noise seeded by the run."""
     from textgan.sampling import generate_ids
 
     t = config.train
-    was_training = trainer.generator.training
-    batches = generate_ids(
-        trainer.generator,
-        t.eval_samples,
-        batch_size=min(1024, t.eval_samples),
-        seed=t.seed,
-        device=trainer.device,
+    batch = min(1024, t.eval_samples)
+    return np.concatenate(
+        list(generate_ids(generator, t.eval_samples, batch, seed=t.seed, device=device))
     )
-    ids = np.concatenate(list(batches))
-    trainer.generator.train(was_training)
-    return evaluator(ids), ids
 
 
 def _loop(
@@ -365,7 +300,7 @@ def _loop(
     output.echo(_summary(config, trainer, prepared, output.run.path))
     for line in _config_lines(config):
         output.echo(line)
-    meter = Meter()
+    meter = trainer.meter  # saved with each checkpoint: a resumed interval averages the same steps
     last_eval: dict[str, Any] | None = None
     base_elapsed, started = trainer.elapsed, time.perf_counter()
     postfix: dict[str, str] = {}
@@ -390,11 +325,11 @@ def _loop(
         output.plots()
         return path
 
-    with _StopFlag(output) as stop, bar:
+    with StopFlag(output) as stop, bar:
         budget = math.inf if t.max_minutes is None else 60.0 * t.max_minutes
         out_of_time = False
         while trainer.iteration < t.iters and stop.signal is None and not out_of_time:
-            trainer.step(meter)
+            trainer.step()
             k = trainer.iteration
             out_of_time = time.perf_counter() - started >= budget
             last = k == t.iters or out_of_time

@@ -1,0 +1,127 @@
+"""What a run writes and how it stops: ``RunOutput`` (every file and line, rank 0 only, under
+the run's one-writer lock) and ``StopFlag`` (Ctrl-C / SIGTERM to a clean stop)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textgan import checkpoint as ckpt_io
+from textgan import rundir
+from textgan.config import RunConfig
+from textgan.rundir import RunDir
+from textgan.trainer import Trainer
+from textgan.vocab import Vocab
+
+
+def is_rank0() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class RunOutput:
+    """Every file and line a run writes. Other ranks of a distributed run stay silent."""
+
+    def __init__(self, run: RunDir, progress: bool) -> None:
+        self.run = run
+        self.active = is_rank0()
+        self.progress = progress and self.active
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        """The run's one-writer lock on rank 0 (the other ranks never write), then a check that
+        the folder takes writes: both before the first byte of the run is written."""
+        if not self.active:
+            return contextlib.nullcontext()
+        lock = self.run.lock()
+        try:
+            for folder in (self.run.path, self.run.checkpoints, self.run.samples):
+                probe = folder / f"{rundir.TMP_PREFIX}probe.{os.getpid()}"
+                probe.write_bytes(b"")
+                probe.unlink()
+        except OSError as err:
+            lock.release()
+            raise rundir.disk_error(err.filename or self.run.path, err) from None
+        return lock
+
+    def echo(self, text: str) -> None:
+        if self.active:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+
+    def rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self.active:
+            rundir.append_rows(self.run.metrics, rows)
+
+    def samples(self, iteration: int, lines: list[str]) -> None:
+        """``samples/iter_<k>.txt``: one sample per line (the EMA generator's when EMA is on)."""
+        if self.active:
+            path = self.run.samples / f"iter_{iteration}.txt"
+            rundir.atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+    def diagnostics(self, trainer: Trainer, iteration: int) -> None:
+        if self.active:
+            from textgan.diagnostics import append_diagnostics, diagnose_trainer
+
+            append_diagnostics(self.run.path, diagnose_trainer(trainer, iteration))
+
+    def plots(self) -> None:
+        if self.active:
+            from textgan.plots import write_run_plots
+
+            write_run_plots(self.run.path)  # warns, never raises
+
+    def config(self, config: RunConfig, vocab: Vocab) -> None:
+        if self.active:
+            rundir.write_json(self.run.config, config.to_dict())
+            vocab.save(self.run.vocab)
+
+    def checkpoint(self, trainer: Trainer, keep: int) -> Path | None:
+        if not self.active:
+            return None
+        weights = {
+            "generator": trainer.generator.state_dict(),
+            "critic": trainer.critic.state_dict(),
+        }  # the EMA weights travel in trainer.state_dict() (trainer.EMA_KEY)
+        return ckpt_io.save_checkpoint(
+            self.run, trainer.iteration, weights, trainer.state_dict(), keep
+        )
+
+
+# -- stopping on a signal ----------------------------------------------------------------------
+
+
+class StopFlag:
+    """Turns the first Ctrl-C / SIGTERM into a request to stop at the next iteration boundary;
+    a second Ctrl-C aborts at once (checkpoints are atomic, so nothing is left half-written)."""
+
+    def __init__(self, output: RunOutput) -> None:
+        self.output = output
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        name = signal.Signals(signum).name
+        self.output.echo(f"{name}: stopping after this iteration and saving a checkpoint")
