@@ -26,7 +26,7 @@ from textgan.settings import SettingError, check_settings, check_type, declared,
 CRITIC_NORMS = ("none", "layer", "batch")
 # The names of textgan.lipschitz.CONSTRAINTS (checked there): declared here so that the CLI
 # offers them as choices without importing torch.
-LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "none")
+LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "sn-conv", "none")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 MAX_SEED = 2**63 - 1
 
