@@ -27,8 +27,8 @@ from textgan.lipschitz import (
     layer_operator_norms,
     per_sample_norm,
 )
-from textgan.models import one_hot
 from textgan.rundir import DIAGNOSTICS
+from textgan.trainer import real_batch, stream_seed
 
 HIST_BINS = 101  # odd, so one bin is centred on zero
 CLIP_TOLERANCE = 0.01  # "at ±c" means |w| ≥ (1 − 1 %)·c
@@ -114,9 +114,7 @@ def _input_grad_norms(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _stream_seed(seed: int, iteration: int, stream: int) -> int:
     """Independent seeds per (run seed, iteration, use): ε, real rows, generator noise."""
-    return int(
-        np.random.SeedSequence([seed, iteration, stream]).generate_state(1, np.uint64)[0] >> 1
-    )
+    return stream_seed([seed, iteration, stream])
 
 
 def _mean_std(values: torch.Tensor) -> dict:
@@ -186,13 +184,11 @@ def diagnose_trainer(trainer, iteration: int) -> dict:
     cfg, device = trainer.config, trainer.device
     seed, batch = cfg.train.seed, cfg.train.batch_size
     data_rng = np.random.default_rng(_stream_seed(seed, iteration, 1))
-    rows = data_rng.integers(0, len(trainer.train_ids), batch)
-    ids = torch.from_numpy(np.asarray(trainer.train_ids[rows], dtype=np.int64)).to(device)
+    real = real_batch(trainer.train_ids, data_rng, batch, cfg.model.vocab_size, device)
     noise = torch.Generator(device).manual_seed(_stream_seed(seed, iteration, 2))
     generator = _unwrap(trainer.generator)
     with torch.no_grad():
         fake = generator(generator.sample_noise(batch, device, generator=noise))
-    real = one_hot(ids, cfg.model.vocab_size)
     return critic_diagnostics(trainer.critic, real, fake, cfg.lipschitz, iteration, seed=seed)
 
 
