@@ -1,5 +1,6 @@
-"""Run directories, atomic checkpoints, integrity checks and loading that never runs code."""
+"""Atomic checkpoints, integrity checks and loading that never runs code."""
 
+import errno
 import json
 import os
 import pathlib
@@ -49,33 +50,6 @@ def _save(run, iteration, keep=None, seed=0):
         "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "betas": (0.5, 0.9)},
     }
     return ck.save_checkpoint(run, iteration, weights, state, keep), weights, state, rng
-
-
-def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "out.txt"
-    path.write_text("old")
-    with pytest.raises(RuntimeError), rd.atomic_open(path) as fh:
-        fh.write("half")
-        raise RuntimeError("killed")
-    assert path.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-    rd.atomic_write_text(path, "new")
-    assert path.read_text() == "new"
-
-
-def test_run_dir_create_refuses_existing_and_open_refuses_non_runs(tmp_path):
-    run = rd.RunDir.create(tmp_path / "r")
-    assert all(p.is_dir() for p in (run.samples, run.checkpoints, run.plots))
-    (run.path / "config.json").write_text("{}")
-    with pytest.raises(UserError, match="already exists"):
-        rd.RunDir.create(run.path)
-    assert (run.path / "config.json").read_text() == "{}"
-    (tmp_path / "plain").mkdir()
-    with pytest.raises(UserError, match="not a textgan run directory"):
-        rd.RunDir.open(tmp_path / "plain")
-    with pytest.raises(UserError, match="does not exist"):
-        rd.RunDir.open(tmp_path / "nowhere")
-    assert rd.RunDir.open(run.path).path == run.path
 
 
 def test_roundtrip_restores_every_tensor_and_rng_state(tmp_path):
@@ -194,12 +168,74 @@ def test_find_latest_run_uses_the_newest_checkpoint(tmp_path):
     assert rd.find_latest_run(root) == older.path
 
 
-def test_metrics_rows_append_and_truncate(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    rd.append_rows(path, [{"iter": k, "x": k * 0.5} for k in (1, 2, 3)])
-    rd.append_rows(path, [{"iter": 4, "x": 2.0}])
-    with open(path, "a") as fh:
-        fh.write('{"iter": 5, "x"')  # a line cut short by a crash
-    assert [r["iter"] for r in rd.read_rows(path)] == [1, 2, 3, 4]
-    rd.truncate_rows(path, 2)
-    assert [json.loads(line)["iter"] for line in path.read_text().splitlines()] == [1, 2]
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    run = _run(tmp_path)
+    _, weights, *_ = _save(run, 1)
+    real_replace = os.replace
+
+    def full(src, dst):  # the finished checkpoint cannot be renamed into place
+        if ".tmp-iter_" in str(src):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    for iteration in (2, 1):  # a new checkpoint, and the same iteration saved again
+        with pytest.raises(
+            UserError, match=rf"^cannot save checkpoint .*iter_000000{iteration}: No space left"
+        ):
+            _save(run, iteration, seed=5)
+        assert [p.name for p in run.checkpoints.iterdir()] == ["iter_0000001"]
+    monkeypatch.undo()
+    loaded = ck.load_checkpoint(run.path)
+    assert loaded.iteration == 1
+    assert torch.equal(loaded.critic["w"], weights["critic"]["w"])
+
+
+def _rewrite_manifest(path, change):
+    manifest = json.loads((path / rd.MANIFEST).read_text())
+    change(manifest)
+    (path / rd.MANIFEST).write_text(json.dumps(manifest))
+
+
+def _entry(name, **fields):
+    return lambda m: m["files"][name].update(fields)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda m: m.update(files=[]), "no table of files"),
+        (lambda m: m.update(format="1"), "format '1', not 1"),
+        (lambda m: m.update(format=True), "format True, not 1"),
+        (lambda m: m.update(iteration=-3), "iteration -3"),
+        (lambda m: m.update(iteration="7"), "iteration '7'"),
+        (_entry("generator.safetensors", bytes="x"), "entry of generator.safetensors"),
+        (_entry("generator.safetensors", bytes=-5), "entry of generator.safetensors"),
+        (_entry("critic.safetensors", sha256=123), "entry of critic.safetensors"),
+        (lambda m: m["files"].update({"state.pt": [1, 2]}), "entry of state.pt"),
+        (lambda m: m["files"].update({"../config.json": {}}), "file name '../config.json'"),
+    ],
+)
+def test_crafted_manifests_are_refused_in_one_line(tmp_path, change, problem):
+    run = _run(tmp_path)
+    path, *_ = _save(run, 3)
+    _rewrite_manifest(path, change)
+    with pytest.raises(UserError, match="is not a textgan manifest") as err:
+        ck.load_checkpoint(path)
+    assert f"({problem}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_absurd_sizes_and_non_object_files_are_refused(tmp_path):
+    run = _run(tmp_path)
+    path, *_ = _save(run, 3)
+    _rewrite_manifest(path, _entry("generator.safetensors", bytes=10**30))
+    with pytest.raises(UserError, match=r"truncated or altered \(\d+ bytes, 10{30} expected\)"):
+        ck.load_checkpoint(path)
+    (path / rd.MANIFEST).write_text("[]")
+    with pytest.raises(UserError, match=r"manifest .* must hold an object, not an array"):
+        ck.load_checkpoint(path)
+    path, *_ = _save(run, 4)
+    (path / rd.CONFIG).write_text('["model"]')
+    ck.write_manifest(path, 4)  # recomputed: only the shape check stands guard
+    with pytest.raises(UserError, match=r"checkpoint config .* must hold an object, not an array"):
+        ck.load_checkpoint(path)

@@ -13,8 +13,10 @@ corruption afterwards. The run directory around it is ``textgan.rundir``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from textgan.rundir import (
     TMP_PREFIX,
     VOCAB,
     RunDir,
+    disk_error,
     fsync_dir,
     read_json,
 )
@@ -37,6 +40,7 @@ from textgan.vocab import Vocab
 STATE = "state.pt"
 WEIGHTS = ("generator", "critic")
 FORMAT_VERSION = 1
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -67,8 +71,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write a file inside a checkpoint's temporary folder and wait until it is on disk."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
         os.fsync(fh.fileno())
 
 
@@ -78,9 +85,47 @@ def write_manifest(ckpt: Path, iteration: int) -> None:
     for entry in sorted(ckpt.iterdir()):
         if entry.name != MANIFEST:
             files[entry.name] = {"bytes": entry.stat().st_size, "sha256": _sha256(entry)}
-    (ckpt / MANIFEST).write_text(
-        json.dumps({"format": FORMAT_VERSION, "iteration": iteration, "files": files}, indent=2)
-    )
+    manifest = {"format": FORMAT_VERSION, "iteration": iteration, "files": files}
+    _write_durably(ckpt / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
+
+
+def _serialize(
+    run: RunDir, weights: Mapping[str, Mapping[str, Any]], state: Mapping[str, Any]
+) -> dict[str, bytes]:
+    """The checkpoint's files as bytes: written by our own I/O, a full disk is an OSError
+    (safetensors and torch would each report it as their own exception type)."""
+    import torch
+    from safetensors.torch import save
+
+    files = {}
+    for name in WEIGHTS:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in weights[name].items()}
+        files[f"{name}.safetensors"] = save(tensors, metadata={"textgan": "1"})
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    files[STATE] = buffer.getvalue()
+    for name, source in ((CONFIG, run.config), (VOCAB, run.vocab)):
+        try:
+            files[name] = source.read_bytes()
+        except OSError as err:
+            raise disk_error(source, err, "read") from None
+    return files
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished folder to its name; the same iteration saved again (stopped right
+    after a resume) replaces the old one, which comes back if the rename fails."""
+    if not final.exists():
+        tmp.replace(final)
+        return
+    old = final.with_name(f"{TMP_PREFIX}old-{final.name}.{os.getpid()}")
+    final.replace(old)
+    try:
+        tmp.replace(final)
+    except OSError:
+        old.replace(final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -94,34 +139,25 @@ def save_checkpoint(
 
     ``weights`` maps ``generator``/``critic`` to a state dict of tensors; ``state`` holds what
     ``torch.load(weights_only=True)`` can read back (tensors, numbers, strings, containers).
+    A disk error is a UserError; the partial checkpoint is removed and the previous ones stay.
     """
-    import torch
-    from safetensors.torch import save_file
-
+    files = _serialize(run, weights, state)
     final = run.checkpoints / checkpoint_name(iteration)
     tmp = run.checkpoints / f"{TMP_PREFIX}{final.name}.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        for name in WEIGHTS:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in weights[name].items()}
-            save_file(tensors, tmp / f"{name}.safetensors", metadata={"textgan": "1"})
-        torch.save(dict(state), tmp / STATE)
-        shutil.copyfile(run.config, tmp / CONFIG)
-        shutil.copyfile(run.vocab, tmp / VOCAB)
-        for entry in tmp.iterdir():
-            _fsync_file(entry)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, data in files.items():
+            _write_durably(tmp / name, data)
         write_manifest(tmp, iteration)
-        _fsync_file(tmp / MANIFEST)
         fsync_dir(tmp)
-        if final.exists():  # the same iteration saved again (stopped right after a resume)
-            old = final.with_name(f"{TMP_PREFIX}old-{final.name}")
-            final.replace(old)
-            tmp.replace(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.replace(final)
+        _move_into_place(tmp, final)
         fsync_dir(run.checkpoints)
+    except OSError as err:
+        raise UserError(
+            f"cannot save checkpoint {final}: {err.strerror or err}; the previous checkpoints "
+            "are intact: free space or fix permissions, then resume"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if keep is not None:
@@ -146,6 +182,33 @@ class Checkpoint:
     vocab: Vocab
 
 
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0  # bool is an int subclass, and not a count
+
+
+def _manifest_problem(data: dict) -> str | None:
+    """What makes a manifest not one ``write_manifest`` wrote, or None: the fields are checked
+    before use, so a crafted one is refused in one line, never a traceback."""
+    if type(data.get("format")) is not int or data["format"] != FORMAT_VERSION:
+        return f"format {data.get('format')!r}, not {FORMAT_VERSION}"
+    if not _is_count(data.get("iteration")):
+        return f"iteration {data.get('iteration')!r}"
+    files = data.get("files")
+    if not isinstance(files, dict):
+        return "no table of files"
+    for name, info in files.items():
+        if name in (".", "..", MANIFEST) or Path(name).name != name:
+            return f"file name {name!r}"  # nothing outside the folder is read
+        if not (
+            isinstance(info, dict)
+            and _is_count(info.get("bytes"))
+            and isinstance(info.get("sha256"), str)
+            and SHA256_RE.match(info["sha256"])
+        ):
+            return f"entry of {name}: {json.dumps(info)[:80]}"
+    return None
+
+
 def verify(ckpt: Path) -> dict:
     """Check every file of a checkpoint against its manifest; UserError naming what is wrong."""
     hint = (
@@ -157,24 +220,27 @@ def verify(ckpt: Path) -> dict:
     if not manifest.is_file():
         raise UserError(f"checkpoint {ckpt} is incomplete (no {MANIFEST}); {hint}")
     data = read_json(manifest, "checkpoint manifest")
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, dict) or data.get("format") != FORMAT_VERSION:
-        raise UserError(f"checkpoint manifest {manifest} is not a textgan manifest; {hint}")
+    problem = _manifest_problem(data)
+    if problem is not None:
+        raise UserError(
+            f"checkpoint manifest {manifest} is not a textgan manifest ({problem}); {hint}"
+        )
+    files = data["files"]
+    for name in (*(f"{w}.safetensors" for w in WEIGHTS), STATE, CONFIG, VOCAB):
+        if name not in files:
+            raise UserError(f"checkpoint {ckpt} lacks {name}; {hint}")
     for name, info in files.items():
         entry = ckpt / name
         if not entry.is_file():
             raise UserError(f"checkpoint {ckpt} is missing {name}; {hint}")
         size = entry.stat().st_size
-        if size != info.get("bytes"):
+        if size != info["bytes"]:
             raise UserError(
                 f"checkpoint file {entry} is truncated or altered "
-                f"({size} bytes, {info.get('bytes')} expected); {hint}"
+                f"({size} bytes, {info['bytes']} expected); {hint}"
             )
-        if _sha256(entry) != info.get("sha256"):
+        if _sha256(entry) != info["sha256"]:
             raise UserError(f"checkpoint file {entry} is corrupted (checksum mismatch); {hint}")
-    for name in (*(f"{w}.safetensors" for w in WEIGHTS), STATE, CONFIG, VOCAB):
-        if name not in files:
-            raise UserError(f"checkpoint {ckpt} lacks {name}; {hint}")
     return data
 
 
@@ -213,12 +279,12 @@ def load_checkpoint(path: str | Path, *, training_state: bool = True) -> Checkpo
     manifest = verify(ckpt)
     config = read_json(ckpt / CONFIG, "checkpoint config")
     try:
-        vocab = Vocab.load(ckpt / VOCAB)
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        vocab = Vocab.from_json(read_json(ckpt / VOCAB, "checkpoint vocabulary"))
+    except (ValueError, KeyError, TypeError) as err:
         raise UserError(f"checkpoint vocabulary {ckpt / VOCAB} is invalid ({err})") from None
     return Checkpoint(
         path=ckpt,
-        iteration=int(manifest["iteration"]),
+        iteration=manifest["iteration"],
         generator=load_weights(ckpt / "generator.safetensors"),
         critic=load_weights(ckpt / "critic.safetensors") if training_state else None,
         state=load_state(ckpt / STATE) if training_state else None,

@@ -9,8 +9,6 @@ running statistics) that its forward passes update.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +25,7 @@ from textgan.lipschitz import (
     layer_operator_norms,
     per_sample_norm,
 )
-from textgan.rundir import DIAGNOSTICS
+from textgan.rundir import DIAGNOSTICS, append_rows
 from textgan.trainer import real_batch, stream_seed
 
 HIST_BINS = 101  # odd, so one bin is centred on zero
@@ -194,8 +192,4 @@ def diagnose_trainer(trainer, iteration: int) -> dict:
 
 def append_diagnostics(run_dir: str | Path, record: dict) -> None:
     """Append one record as a JSON line to ``RUN/diagnostics.jsonl``, flushed to disk."""
-    path = Path(run_dir) / DIAGNOSTICS
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_rows(Path(run_dir) / DIAGNOSTICS, [record], durable=True)

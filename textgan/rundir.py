@@ -9,19 +9,25 @@ A run lives in ``runs/<name>/``::
     samples/        iter_<k>.txt: the argmax samples of each evaluation
     checkpoints/    iter_<k>/: one directory per checkpoint (textgan/checkpoint.py)
     plots/          figures drawn from the logs
+    .lock           held (flock) by the one process writing the run
 
-Every file the package writes goes through ``atomic_open`` (a temporary name beside the target,
-renamed into place), so a killed process never leaves a half-written file.
+Every file the package writes goes through ``atomic_open`` (a temporary ``.tmp-<name>.<pid>``
+beside the target, renamed into place), so a killed process never leaves a half-written file,
+and every JSON file it reads goes through ``read_json`` or ``read_rows``. Disk errors become a
+one-line ``UserError`` naming the path.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -33,8 +39,11 @@ VOCAB = "vocab.json"
 METRICS = "metrics.jsonl"
 DIAGNOSTICS = "diagnostics.jsonl"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 CKPT_RE = re.compile(r"^iter_(\d+)$")
 TMP_PREFIX = ".tmp-"
+# Links to this process's own open files: their target is whatever the shell set up.
+_FD_LINKS = ("/proc/", "/dev/fd/")
 
 
 def process_alive(pid: int) -> bool:
@@ -47,6 +56,14 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+def disk_error(path: str | Path, err: OSError, action: str = "write") -> UserError:
+    """A one-line error for an OSError on ``path`` (disk full, read-only, no permission...)."""
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOENT and action in ("write", "create"):
+        reason = f"folder {Path(path).parent} does not exist"
+    return UserError(f"cannot {action} {path}: {reason}")
 
 
 # -- atomic files ------------------------------------------------------------------------------
@@ -65,18 +82,69 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _through_fd_link(path: Path) -> bool:
+    """Whether ``path`` is or links to one of this process's open files (``/dev/stdout``)."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if current.startswith(_FD_LINKS):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return False
+
+
+def _write_target(path: Path) -> tuple[Path, os.stat_result | None]:
+    """Where writing ``path`` lands: the file a symlink names, and its status (None: new)."""
+    try:
+        status = os.stat(path)  # follows links: ELOOP and EACCES surface here
+    except FileNotFoundError:
+        status = None
+    if status is not None and stat.S_ISDIR(status.st_mode):
+        raise UserError(f"cannot write {path}: it is a folder; name a file")
+    return Path(os.path.realpath(path)), status
+
+
+@contextmanager
+def _disk_errors(path: Path, *files: Path) -> Iterator[None]:
+    """OSErrors on ``files`` (or on an unnamed file: a write, a flush) become one line naming
+    ``path``; the caller's own I/O on other files keeps its error."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename not in (None, *map(str, files)):
+            raise
+        raise disk_error(path, err) from None
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success flush it to disk and rename it over
-    ``path``, on an exception remove it (``path`` is never left half-written)."""
+    """Open ``path`` for writing (``mode`` "w" or "wb"); a killed writer never leaves it
+    half-written.
+
+    A regular file (or a new one) is written under a temporary name beside it, flushed to disk
+    and renamed over it; a symlink's regular target is replaced the same way, the link kept.
+    Devices, FIFOs and ``/dev/stdout``-style links are written straight into: renaming a file
+    over ``/dev/null`` would replace the system's, and a pipe has no file to replace. OSErrors
+    become a one-line ``UserError``; the temporary is removed.
+    """
     path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    with _disk_errors(path, path):
+        target, status = _write_target(path)
+    if (status is not None and not stat.S_ISREG(status.st_mode)) or _through_fd_link(path):
+        with _disk_errors(path, path), open(path, mode.replace("w", "a"), **kwargs) as fh:
+            yield fh  # appended: what the shell already wrote there stays
+        return
+    tmp = target.with_name(f"{TMP_PREFIX}{target.name}.{os.getpid()}")
     try:
-        with open(tmp, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        with _disk_errors(path, tmp, target):
+            with open(tmp, mode, **kwargs) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            if status is not None:  # a replaced file keeps its permissions
+                os.chmod(tmp, stat.S_IMODE(status.st_mode))
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -94,59 +162,153 @@ def write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: Path, what: str) -> Any:
+def read_json(path: str | Path, what: str, expect: type = dict) -> Any:
+    """The JSON value of a file the package did not just write (a config, a manifest...),
+    checked to be an ``expect``; a one-line UserError naming ``what`` and the path otherwise."""
+    path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"{what} {path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{what} {path} is unreadable ({err}); restore or delete it") from None
+    except OSError as err:
+        raise disk_error(path, err, "read") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise UserError(f"{what} {path} is unreadable ({reason}); restore or delete it") from None
+    if not isinstance(data, expect) or (expect is int and isinstance(data, bool)):
+        raise UserError(
+            f"{what} {path} must hold {_json_kind(expect)}, not {_json_kind(type(data))}; "
+            "restore or delete it"
+        )
+    return data
 
 
-# -- metrics log -------------------------------------------------------------------------------
+def _json_kind(kind: type) -> str:
+    """How JSON calls the values of a Python type."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true/false"}
+    return names.get(kind, "null" if kind is type(None) else "a number")
+
+
+# -- JSON lines (metrics, diagnostics) ---------------------------------------------------------
 
 
 def _json_lines(rows: Iterable[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(dict(row)) + "\n" for row in rows)
 
 
-def append_rows(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Append JSON lines and flush, so another process (a plot, ``tail -f``) sees them at once."""
+def append_rows(path: Path, rows: Iterable[Mapping[str, Any]], *, durable: bool = False) -> None:
+    """Append JSON lines and flush, so another process (a plot, ``tail -f``) sees them at once;
+    ``durable`` also waits until they are on disk."""
     text = _json_lines(rows)
-    if text:
+    if not text:
+        return
+    try:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+    except OSError as err:
+        raise disk_error(path, err) from None
 
 
-def _parse_rows(text: str) -> list[dict]:
-    rows = []
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise disk_error(path, err, "read") from None
+
+
+def _parse_rows(data: bytes) -> tuple[list[dict], int]:
+    """The JSON objects of a log, one per line, and how many non-blank lines were not one (cut
+    short by a crash, a stray value). A damaged byte becomes U+FFFD: it costs one row at most."""
+    rows, bad = [], 0
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
             continue
-    return rows
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
+
+
+def scan_rows(path: Path) -> tuple[list[dict], int]:
+    """The rows of a JSON-lines log and the number of unreadable lines skipped (none: [], 0)."""
+    return _parse_rows(_read_bytes(path)) if path.is_file() else ([], 0)
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a metrics log; a last line cut short by a crash is skipped."""
-    return _parse_rows(path.read_text(encoding="utf-8")) if path.is_file() else []
+    """The rows of a JSON-lines log; lines that are not JSON objects are skipped."""
+    return scan_rows(path)[0]
+
+
+def _iteration(row: Mapping[str, Any]) -> float | None:
+    value = row.get("iter", 0)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def truncate_rows(path: Path, last_iter: int) -> None:
     """Drop rows logged after ``last_iter`` (by a run killed past its last checkpoint), so that a
-    resumed run does not log the same iterations twice."""
+    resumed run does not log the same iterations twice; unreadable lines go too."""
     if not path.is_file():
         return
-    text = path.read_text(encoding="utf-8")
-    rows = _parse_rows(text)
-    kept = [row for row in rows if row.get("iter", 0) <= last_iter]
-    if len(kept) != len(rows) or not text.endswith("\n"):
-        atomic_write_text(path, _json_lines(kept))
+    data = _read_bytes(path)
+    rows, _ = _parse_rows(data)
+    kept = [row for row in rows if (k := _iteration(row)) is not None and k <= last_iter]
+    text = _json_lines(kept)
+    if text.encode("utf-8") != data:
+        atomic_write_text(path, text)
 
 
 # -- run directory -----------------------------------------------------------------------------
+
+
+class RunLock:
+    """The one-writer lock of a run directory: an ``flock`` on ``RUN/.lock``, which the kernel
+    drops when its process dies, so a killed run never leaves its folder locked."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, run: Path) -> RunLock:
+        path = run / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise disk_error(path, err, "lock") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"run {run} is being written by another process (pid {holder}); "
+                "wait for it to finish or stop it first"
+            ) from None
+        except OSError as err:  # a file system without locks
+            os.close(fd)
+            raise disk_error(path, err, "lock") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)  # for the message of the next one
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -183,19 +345,23 @@ class RunDir:
     def create(cls, path: str | Path) -> RunDir:
         """Make a new run directory; refuse one that already holds anything."""
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise UserError(
-                f"run directory {path} already exists; continue it with "
-                f"'textgan train --resume {path}' or choose another --name/--run-dir"
-            )
         run = cls(path)
-        for sub in (run.samples, run.checkpoints, run.plots):
-            sub.mkdir(parents=True, exist_ok=True)
+        try:
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise UserError(
+                    f"run directory {path} already exists; continue it with "
+                    f"'textgan train --resume {path}' or choose another --name/--run-dir"
+                )
+            for sub in (run.samples, run.checkpoints, run.plots):
+                sub.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise disk_error(path, err, "create run directory") from None
         return run
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
-        """An existing run directory; UserError when ``path`` is not one."""
+        """An existing run directory, cleared of dead writers' temporaries; UserError when
+        ``path`` is not one."""
         path = Path(path)
         if not path.is_dir():
             raise UserError(f"run directory {path} does not exist")
@@ -206,17 +372,29 @@ class RunDir:
             )
         run = cls(path)
         for sub in (run.samples, run.plots):
-            sub.mkdir(exist_ok=True)
-        run._remove_partial_checkpoints()
+            # A read-only run can still be sampled; a writer reports the error when it writes.
+            with suppress(OSError):
+                sub.mkdir(exist_ok=True)
+        run._remove_litter()
         return run
 
-    def _remove_partial_checkpoints(self) -> None:
-        """Temporary directories of checkpoints interrupted mid-write are garbage; one whose
-        writer is alive is not (``textgan sample --run`` beside a training run opens it too)."""
-        for entry in self.checkpoints.glob(f"{TMP_PREFIX}*"):
-            pid = entry.suffix[1:]
-            if not (pid.isdigit() and process_alive(int(pid))):
-                shutil.rmtree(entry, ignore_errors=True)
+    def lock(self) -> RunLock:
+        """Become the one process writing this run, until ``release()`` (or the ``with`` block,
+        or the process) ends; UserError naming the holder's pid while another one is."""
+        return RunLock.acquire(self.path)
+
+    def _remove_litter(self) -> None:
+        """Temporary files and checkpoint folders left by a writer killed mid-write; one whose
+        writer is alive is kept (``textgan sample --run`` beside a training run opens it too)."""
+        for folder in (self.path, self.samples, self.plots, self.checkpoints):
+            for entry in folder.glob(f"{TMP_PREFIX}*"):
+                pid = entry.suffix[1:]
+                if pid.isdigit() and process_alive(int(pid)):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     def checkpoint_dirs(self) -> list[Path]:
         """Checkpoint directories, oldest iteration first."""
