@@ -143,6 +143,27 @@ def test_resumed_rows_and_torn_last_line(tmp_path):
     assert log.train[4]["wasserstein"] == 7.0
 
 
+def test_damaged_logs_and_config_cost_their_own_rows_only(tmp_path):
+    run = make_run(tmp_path / "r", evals=False, diagnostics=False)
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b'\xff{"iter": 40, "time": 1.0, "wasserstein": 3.0}\n')  # one bad byte
+        f.write(b"[1, 2]\n")  # JSON, but not a row
+        f.write(b'{"iter": 41, "time": 1.0, "wasserstein": 4.0, "note": "\xfe"}\n')
+    (run / "config.json").write_text('["gp"]')
+    with pytest.warns(UserWarning) as warned:
+        log = load_run(run)
+    assert [str(w.message) for w in warned] == [
+        f"{run / 'metrics.jsonl'}: skipped 2 unreadable line(s)",
+        f"run config {run / 'config.json'} must hold an object, not an array; restore or delete "
+        "it; naming the run by its folder",
+    ]
+    assert [r["iter"] for r in log.train] == [*range(1, 31), 41]
+    assert log.train[-1]["note"] == "\ufffd" and log.name == "r" and log.constraint is None
+    with pytest.warns(UserWarning) as again:
+        assert [p.name for p in plot_runs([run])] == ["training.png"]
+    assert [str(w.message) for w in again] == [str(w.message) for w in warned]
+
+
 def test_default_out_dir():
     assert default_out_dir(["runs/a"]) == default_out_dir(["runs/a"])
     assert str(default_out_dir(["runs/a"])) == os.path.join("runs", "a", "plots")
@@ -211,7 +232,7 @@ def test_cli_plot_out_is_a_file_is_one_line_exit_2(tmp_path):
 
 
 def test_runs_far_apart_get_a_log_axis_and_close_ones_a_linear_one(tmp_path):
-    from textgan.plots import _training_figure
+    from textgan.plots.figures import training_figure
 
     a = make_run(tmp_path / "a", kind="gp", diagnostics=False, evals=False)
     b = make_run(tmp_path / "b", kind="none", diagnostics=False, evals=False)
@@ -220,7 +241,7 @@ def test_runs_far_apart_get_a_log_axis_and_close_ones_a_linear_one(tmp_path):
         row.update(wasserstein=300.0 * row["wasserstein"], critic_loss=300.0 * row["critic_loss"])
     _write_jsonl(b / "metrics.jsonl", rows)
     runs = [load_run(a), load_run(b)]
-    axes = _training_figure(runs, run_labels(runs)).axes
+    axes = training_figure(runs, run_labels(runs)).axes
     scales = {ax.get_ylabel().split("\n")[0]: ax.get_yscale() for ax in axes if ax.get_ylabel()}
     assert scales["W estimate"] == "log"  # positive everywhere
     assert scales["critic loss"] == "symlog"  # crosses zero

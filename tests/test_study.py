@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from textgan.errors import UserError
+from textgan.rundir import read_rows
 from textgan.study import (
     DEFAULT_CONSTRAINTS,
     StudyConfig,
@@ -61,9 +62,25 @@ def test_tiny_study_runs_every_constraint_and_writes_table_and_figures(tmp_path,
         assert (run / "plots" / "training.png").is_file()  # training draws its own plots
     assert 0 < rows["clip"]["clip_share"] <= 1
     assert all(0 < result["floors"][f"js{n}"] < 1 for n in range(1, 5))
-    table = (out / "study.md").read_text()
-    assert table == markdown_table(json.loads((out / "study.json").read_text()))
-    assert "| real vs real (floor) |" in table and "| clip | 3 |" in table
+    assert json.loads((out / "study.json").read_text()) == result
+    table = (out / "study.md").read_text().splitlines()
+    floors = [f"{result['floors'][f'js{n}']:.3f}" for n in range(1, 5)]
+    assert table[2] == "| real vs real (floor) | | | | " + " | ".join(floors) + " | | |"
+    for line, kind in zip(table[3:9], DEFAULT_CONSTRAINTS, strict=True):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        row = rows[kind]
+        assert cells[:2] == [kind, "3"]
+        assert float(cells[2]) == pytest.approx(row["seconds_per_iter"], abs=0.005)
+        assert float(cells[3]) == pytest.approx(row["wasserstein"], abs=5e-4, rel=1e-3)
+        js = [float(c) for c in cells[4:8]]
+        assert js == pytest.approx([row[f"js{n}"] for n in range(1, 5)], abs=5e-4)
+        assert float(cells[8]) == pytest.approx(row["grad_norm_interp"], rel=5e-3)
+        share = "—" if kind != "clip" else f"{100 * row['clip_share']:.1f}%"
+        assert cells[9] == share
+    assert table[9:] == [
+        "",
+        "Corpus `" + str(gbw_dir) + "`, preset `tiny`, seed 0, 5 min of training per constraint.",
+    ]
     for name in ("training", "js", "weights", "grad_norms", "input_grad"):
         assert (out / "plots" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
     assert (out / "summary.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -81,8 +98,11 @@ def test_time_budget_stops_each_run_early(tmp_path, gbw_dir):
     for row in result["rows"]:
         assert 1 <= row["iterations"] < 200  # tiny trains 200 iterations without a budget
         assert row["js4"] is not None  # the last iteration is evaluated
-        assert row["seconds"] == pytest.approx(1.2, abs=3.0)
         run = tmp_path / "study" / row["constraint"]
+        times = [r["time"] for r in read_rows(run / "metrics.jsonl") if "wasserstein" in r]
+        # Stopped by the budget at the first iteration past 1.2 s (log_every is 1), and only then.
+        assert row["seconds"] == times[-1] >= 1.2 - 0.001
+        assert all(t < 1.2 + 0.01 for t in times[:-1])  # no earlier row past the budget
         diags = [json.loads(line) for line in (run / "diagnostics.jsonl").read_text().splitlines()]
         assert [d["iter"] for d in diags] == [row["iterations"]]
         assert (run / "checkpoints" / f"iter_{row['iterations']:07d}").is_dir()
@@ -122,6 +142,52 @@ def test_seconds_per_iteration_is_the_median_rate():
     assert seconds_per_iteration([]) is None
 
 
+def test_markdown_table_is_the_expected_text():
+    result = {
+        "settings": {"corpus": "pydocs", "preset": "small", "seed": 3, "minutes": 2.5},
+        "floors": {"js1": 0.0123, "js2": 0.1, "js3": 0.25, "js4": None},
+        "rows": [
+            {
+                "constraint": "clip",
+                "status": "ok",
+                "iterations": 120,
+                "seconds_per_iter": 0.0456,
+                "wasserstein": 0.98765,
+                "js1": 0.1,
+                "js2": 0.2,
+                "js3": 0.3,
+                "js4": 0.4,
+                "grad_norm_interp": 0.012345,
+                "clip_share": 0.877,
+            },
+            {
+                "constraint": "none",
+                "status": "stopped: training diverged by iteration 7",
+                "iterations": 7,
+                "seconds_per_iter": None,
+                "wasserstein": -1.674e11,
+                "js1": None,
+                "js2": None,
+                "js3": None,
+                "js4": float("nan"),
+                "grad_norm_interp": 12345.6,
+                "clip_share": None,
+            },
+        ],
+    }
+    assert markdown_table(result) == (
+        "| constraint | iterations | s / iter | W estimate | JS-1 | JS-2 | JS-3 | JS-4 "
+        "| ‖∇x̂ D‖ | weights at ±c |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| real vs real (floor) | | | | 0.012 | 0.100 | 0.250 | — | | |\n"
+        "| clip | 120 | 0.05 | 0.988 | 0.100 | 0.200 | 0.300 | 0.400 | 0.0123 | 87.7% |\n"
+        "| none (stopped) | 7 | — | -1.67e+11 | — | — | — | — | 1.23e+04 | — |\n"
+        "\n"
+        "Corpus `pydocs`, preset `small`, seed 3, 2.5 min of training per constraint.\n"
+        "none: stopped: training diverged by iteration 7\n"
+    )
+
+
 def test_summary_of_a_run_that_stopped_before_logging(tmp_path):
     (tmp_path / "none").mkdir()
     row = summarize_run(tmp_path / "none", "stopped: diverged")
@@ -142,6 +208,7 @@ def test_summary_of_a_run_that_stopped_before_logging(tmp_path):
         ({"constraints": ("gp", "wgan")}, "unknown constraint(s) wgan"),
         ({"constraints": ("gp", "gp")}, "names a constraint twice"),
         ({"constraints": ()}, "--constraints is empty"),
+        ({"iters": 0}, "iters must be at least 1"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, kwargs, message):
@@ -168,7 +235,7 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
         (["--constraints", "gp,bogus"], "unknown constraint(s) bogus"),
         (["--minutes", "-1"], "--minutes must be a positive number"),
         (["--out", tmp_path / "full"], "already exists and is not empty"),
-        (["--diag-every", "0"], "--diag-every must be at least 1"),
+        (["--diag-every", "0"], "diag_every must be at least 1"),
     ):
         res = _cli("study", "lipschitz", "--corpus", "pydocs", *args, cwd=tmp_path)
         assert res.returncode == 2, res.stderr

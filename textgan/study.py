@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -27,12 +26,15 @@ from typing import Any
 
 from textgan.errors import UserError
 from textgan.lipschitz import CONSTRAINTS
-from textgan.plots import (
-    ensure_writable_dir,
-    plot_runs,
-    plot_summary,
+from textgan.plots import plot_runs, plot_summary
+from textgan.rundir import (
+    DIAGNOSTICS,
+    METRICS,
+    atomic_write_text,
+    disk_error,
+    read_rows,
+    write_json,
 )
-from textgan.rundir import DIAGNOSTICS, METRICS, atomic_write_text, read_rows
 
 DEFAULT_CONSTRAINTS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "none")
 
@@ -113,12 +115,16 @@ def lipschitz_study(
     out = Path(out) if out is not None else default_out()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"study folder {out} already exists and is not empty; choose another --out")
-    ensure_writable_dir(out)
-    # Resolve every config first: a bad option fails before any training time is spent.
+    # Resolve every config first: a bad option fails before any training time is spent and
+    # before the study folder exists.
     runs = []
     for kind in cfg.constraints:
         config, prepared = resolve_run_config(_layers(cfg, kind, out / kind), progress=progress)
         runs.append((kind, config, prepared))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise disk_error(out, err, "create study folder") from None
     _warm_imports()
     statuses: dict[str, str] = {}
     stopped_by = None
@@ -146,7 +152,7 @@ def lipschitz_study(
         "rows": [summarize_run(out / kind, statuses[kind]) for kind in done],
         "stopped_by": stopped_by,
     }
-    atomic_write_text(out / "study.json", json.dumps(result, indent=2) + "\n")
+    write_json(out / "study.json", result)
     atomic_write_text(out / "study.md", markdown_table(result))
     logged = [out / kind for kind in done if read_rows(out / kind / METRICS)]
     if logged:
