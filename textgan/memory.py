@@ -11,11 +11,14 @@ have run; one accepted may still run out of memory, as before.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from textgan.config import ModelConfig
-from textgan.corpus.rows import memory_limit
 from textgan.errors import UserError
+
+if TYPE_CHECKING:  # config imports the corpus, whose reader checks memory here
+    from textgan.config import ModelConfig
 
 BYTES = 4  # fp32 weights, gradients and moments (bf16 autocast keeps fp32 master weights)
 ACTIVATION_BYTES = 2  # bf16 under autocast: the floor of every precision
@@ -50,6 +53,16 @@ def estimate(model: ModelConfig, batch_size: int, ema: bool) -> Estimate:
     params = BYTES * (STATE_COPIES * (g + d) + (g if ema else 0))
     per_sample = model.seq_len * (model.dim * (2 * model.blocks + 1) + model.vocab_size)
     return Estimate(params, ACTIVATION_BYTES * BATCHES * batch_size * per_sample)
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process may use: the machine's, or its cgroup's when lower."""
+    limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return limit
+    return min(limit, int(cgroup)) if cgroup.isdigit() else limit
 
 
 def device_memory(device: object) -> int | None:

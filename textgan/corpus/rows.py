@@ -7,15 +7,14 @@ small however long ``seq_len`` is, and memory is checked before rows are added.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from textgan.corpus.reading import Blocks
 from textgan.errors import UserError
+from textgan.memory import memory_limit
 from textgan.vocab import PAD, SYMBOL_SPACE, text_to_codes
 
 ESC = 255  # provisional id of a symbol kept aside (no free one-byte slot)
@@ -26,16 +25,6 @@ MEMORY_SHARE = 0.9  # of the machine's memory the arrays may take; the rest runs
 def row_step(row_bytes: int, budget: int = PIECE_BYTES) -> int:
     """Rows per piece of a pass over an array whose rows take ``row_bytes``."""
     return max(1, budget // max(row_bytes, 1))
-
-
-def memory_limit() -> int:
-    """Bytes of memory this process may use: the machine's, or its cgroup's when lower."""
-    limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-    except OSError:
-        return limit
-    return min(limit, int(cgroup)) if cgroup.isdigit() else limit
 
 
 def ensure_memory(nbytes: int, rows: int, seq_len: int) -> None:
