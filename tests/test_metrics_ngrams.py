@@ -26,6 +26,12 @@ def test_from_ids_counts_every_window(n):
     assert np.all(np.diff(c.keys.astype(np.float64)) > 0)
 
 
+def test_8_grams_over_256_ids_use_the_whole_64_bit_range():
+    top = window_keys(np.full((1, 9), 255, np.uint8), 8, 256)
+    assert top.tolist() == [[2**64 - 1, 2**64 - 1]]
+    assert [ngrams.largest_base(n) for n in (4, 5, 6, 7, 8)] == [65536, 7131, 1625, 565, 256]
+
+
 def test_keys_are_base_v_positional_and_lookup_finds_counts():
     ids = np.array([[1, 2, 3, 0], [1, 2, 3, 3]], dtype=np.uint8)
     assert window_keys(ids, 3, 10).tolist() == [[123, 230], [123, 233]]
@@ -36,8 +42,10 @@ def test_keys_are_base_v_positional_and_lookup_finds_counts():
 def test_orders_that_do_not_fit_64_bits_are_refused():
     with pytest.raises(ValueError, match="64-bit"):
         window_keys(np.zeros((1, 8), np.uint16), 5, 65536)
-    with pytest.raises(ValueError, match=r"1\.\.6"):
-        window_keys(np.zeros((1, 8), np.uint8), 7, 3)
+    with pytest.raises(ValueError, match=r"1\.\.8"):
+        window_keys(np.zeros((1, 9), np.uint8), 9, 3)
+    with pytest.raises(ValueError, match="64-bit"):
+        window_keys(np.zeros((1, 8), np.uint16), 8, 257)
     assert window_keys(np.zeros((2, 3), np.uint8), 4, 3).shape == (2, 0)
 
 

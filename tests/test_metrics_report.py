@@ -56,7 +56,7 @@ def test_report_matches_the_evaluator_and_counts_changes(corpus, other_lines, tm
     assert abs(report["lm_bits"] - report["floor_lm_bits"]) < 0.3
     assert 1.0 < report["lm_bits"] < 4.0 and report["copy_rate"] == 0.0
     metrics = [k for k in report if k.startswith("floor_")]
-    assert len(metrics) == 4 + 4 + 8 + 4 + 2 + 1 and all(k[6:] in report for k in metrics)
+    assert len(metrics) == 4 + 1 + 4 + 8 + 4 + 2 + 1 and all(k[6:] in report for k in metrics)
 
 
 def _samples(ids):
@@ -90,18 +90,24 @@ def test_stdin_table_and_real_table(corpus, other_lines):
     real = _score("--real", *_corpus_args(corpus), "-n", "50")
     assert real.exit_code == 0, real.output
     assert "50 real held-out lines" in real.output and "value" not in real.output
-    assert real.output.count("\n") == 1 + 1 + 23
+    assert real.output.count("\n") == 1 + 1 + 24
     n_heldout = len(corpus[1].heldout)
     everything = _score("--real", *_corpus_args(corpus), "-n", str(n_heldout))
     assert re.search(r"^reverse_lm_bits +n/a$", everything.output, re.M)
     assert everything.output.rstrip().endswith("--holdout)")
 
 
+def _run_config(cfg: CorpusConfig, vocab_size: int) -> str:
+    """A run's config.json with this corpus and every other section at its defaults."""
+    model = {"vocab_size": vocab_size}
+    return json.dumps({"corpus": asdict(cfg), "model": model, "lipschitz": {}, "train": {}})
+
+
 def test_run_directory_and_reference_file(corpus, other_lines, tmp_path):
     cfg, prepared = corpus
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"corpus": asdict(cfg)}), encoding="utf-8")
+    (run / "config.json").write_text(_run_config(cfg, len(prepared.vocab)), encoding="utf-8")
     prepared.vocab.save(run / "vocab.json")
     samples = _write(tmp_path / "s.txt", other_lines[:60])
     by_run = _score(samples, "--run", str(run), "-n", "60", "--json")
@@ -119,7 +125,7 @@ def test_run_directory_and_reference_file(corpus, other_lines, tmp_path):
 
 def test_a_run_whose_corpus_changed_is_refused(corpus, tmp_path):
     cfg, prepared = corpus
-    (tmp_path / "config.json").write_text(json.dumps({"corpus": asdict(cfg)}), encoding="utf-8")
+    (tmp_path / "config.json").write_text(_run_config(cfg, len(prepared.vocab)), encoding="utf-8")
     type(prepared.vocab)(prepared.vocab.symbols[::-1]).save(tmp_path / "vocab.json")
     res = _score("--real", "--run", str(tmp_path))
     assert res.exit_code == 2 and "another vocabulary" in res.output
@@ -133,8 +139,8 @@ def test_a_run_whose_corpus_changed_is_refused(corpus, tmp_path):
         (lambda p: p.write_bytes(b"ok\nab\x00\x01cd\n"), [], "NUL byte on line 2"),
         (lambda p: p.write_bytes(b"ok\n\xff\xfe\n"), [], "samples.txt is not UTF-8 text (line 2)"),
         (lambda p: p.write_text("x\n" * 5000), ["-n", "5000"], "held-out split (6"),
-        (lambda p: p.write_text("x\n"), ["--ngrams", "0"], "between 1 and 6"),
-        (lambda p: p.write_text("x\n"), ["--ngrams", "7"], "between 1 and 6"),
+        (lambda p: p.write_text("x\n"), ["--ngrams", "0"], "between 1 and 8"),
+        (lambda p: p.write_text("x\n"), ["--ngrams", "9"], "between 1 and 8"),
         (lambda p: p.write_text("x\n"), ["--real"], "or --real"),
         (lambda p: p.write_text("x\n"), ["--seed", "-1"], "'--seed': -1 is not in the range"),
         (lambda p: p.write_text("x\n"), ["--seed", str(2**64)], "not in the range 0<=x<="),
@@ -157,7 +163,7 @@ def test_bad_input_is_one_line_and_exit_2(corpus, tmp_path, make, extra, message
         (["--run", "no/such/run"], "not a run directory"),
         (["--reference", "no/such/file.txt"], "does not exist"),
         (["--corpus", "no/such/corpus.txt"], "no/such/corpus.txt"),
-        ([], "one of --corpus, --run or --reference"),
+        ([], "one of --corpus, --run, --model or --reference"),
     ],
 )
 def test_missing_targets_are_one_line_and_exit_2(tmp_path, args, message):

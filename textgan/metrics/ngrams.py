@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MAX_ORDER = 6
+MAX_ORDER = 8  # 8-grams over up to 256 ids still fit a uint64 key
 # Largest index range counted with a dense bincount (8 bytes per bin, twice while adding).
 DENSE_LIMIT = 1 << 26
 CHUNK_ROWS = 1 << 19
@@ -33,6 +33,16 @@ def check_order(n: int, base: int) -> None:
         raise ValueError(f"n-gram order must be in 1..{MAX_ORDER}, got {n}")
     if base < 1 or base**n > 1 << 64:
         raise ValueError(f"{n}-grams over {base} ids do not fit a 64-bit key")
+
+
+def largest_base(n: int) -> int:
+    """The most ids whose n-grams still fit a uint64 key (256 for n = 8)."""
+    base = int(2 ** (64 / n))  # a float estimate, corrected to the exact integer below
+    while base**n > 1 << 64:
+        base -= 1
+    while (base + 1) ** n <= 1 << 64:
+        base += 1
+    return base
 
 
 def window_keys(ids: np.ndarray, n: int, base: int) -> np.ndarray:

@@ -11,7 +11,7 @@ comes with its floor.
 
 Adding a metric is one file (the measure, on id arrays) and one registration below; the score
 report, its table and the training-time evaluator read this registry. Keys are declared for
-the widest settings (``js1..js6``); a call returns those of its settings (``js1..js{max_n}``).
+the widest settings (``js1..js8``); a call returns those of its settings (``js1..js{max_n}``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 from textgan.metrics import diversity
 from textgan.metrics.bleu import bleu_orders
 from textgan.metrics.diversity import RowIndex
+from textgan.metrics.js_words import js_words as js_of_words
 from textgan.metrics.lm import KneserNeyLM
 from textgan.metrics.ngrams import MAX_ORDER
 from textgan.metrics.reference import ReferenceNgrams, subset_rows
@@ -140,6 +141,15 @@ def compute(metrics: Iterable[Metric], batch: Batch, resources: Resources) -> di
 def js(batch: Batch, ngrams: ReferenceNgrams) -> dict[str, Value]:
     """JS-1..max_n (bits) against the training n-grams (textgan.metrics.js)."""
     return {f"js{n}": v for n, v in ngrams.js(batch.ids, batch.max_n).items()}
+
+
+@register_metric(
+    needs=("train_words",),
+    note="js_words n/a: no whole word among the lines (or in the training text)",
+)
+def js_words(batch: Batch, train_words: KnownWords) -> dict[str, Value]:
+    """JS (bits) of the word-unigram distributions (textgan.metrics.js_words)."""
+    return {"js_words": js_of_words(batch.ids, train_words)}
 
 
 @register_metric("lm_nats", "lm_bits", needs=("lm",))

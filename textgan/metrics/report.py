@@ -21,7 +21,7 @@ import numpy as np
 from textgan.errors import UserError
 from textgan.metrics.evaluator import corpus_resources
 from textgan.metrics.lm import ORDER, KneserNeyLM
-from textgan.metrics.ngrams import MAX_ORDER, check_order
+from textgan.metrics.ngrams import MAX_ORDER, check_order, largest_base
 from textgan.metrics.reference import ReferenceNgrams, subset_rows
 from textgan.metrics.registry import (
     METRICS,
@@ -113,6 +113,8 @@ class Scorer:
 
     def __init__(self, name: str, resources: Resources) -> None:
         self.name, self.resources = name, resources
+        # The floor of each (N, max_n, seed): a sweep scores many sample sets at one N.
+        self._floors: dict[tuple[int, int, int], dict[str, Any]] = {}
 
     @property
     def heldout(self) -> np.ndarray:
@@ -175,7 +177,9 @@ class Scorer:
             out["truncated_samples"] = samples.truncated
             out["unk_chars"] = samples.unk
             out.update(compute(metrics, sample_batch(samples.ids[:n], real), self.resources))
-        out.update(as_floor(compute(metrics, real, self.resources)))
+        if (n, max_n, seed) not in self._floors:
+            self._floors[n, max_n, seed] = as_floor(compute(metrics, real, self.resources))
+        out.update(self._floors[n, max_n, seed])
         return out
 
 
@@ -187,9 +191,12 @@ def _check_orders(max_n: int, base: int) -> None:
     try:
         check_order(longest, base)
     except ValueError:
+        fits = largest_base(longest)
+        usable = [n for n in range(ORDER, max_n) if base <= largest_base(n)]
+        fewer = f"use --ngrams {usable[-1]} or " if usable else ""
         raise UserError(
-            f"the vocabulary has {base} ids: too many for {longest}-gram keys; "
-            "prepare the corpus with a smaller --max-vocab"
+            f"the vocabulary has {base} ids: too many for {longest}-gram keys of 64 bits "
+            f"(at most {fits} ids fit); {fewer}prepare the corpus with --max-vocab {fits}"
         ) from None
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from textgan.metrics.ngrams import NgramCounts, add_part, merge_counts, unique_counts
 from textgan.vocab import PAD, UNK, Vocab
 
 SPACE = 0x20  # the space: its code point in a character vocabulary, its byte in a byte one
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 CHUNK_ROWS = 1 << 20
+HASH_IDS = 1 << 64  # a word's hash is one symbol of an alphabet of 2⁶⁴
 
 
 def space_id(vocab: Vocab) -> int | None:
@@ -42,16 +44,26 @@ def word_hashes(ids: np.ndarray, space: int | None) -> np.ndarray:
     return np.concatenate(words) if words else np.zeros(0, np.uint64)
 
 
+def word_counts(rows: np.ndarray, space: int | None) -> NgramCounts:
+    """How often each word (by hash) occurs in the rows of a (memory-mapped) id array: the
+    word-unigram distribution, as 1-grams over the hash alphabet."""
+    parts: list = []
+    for s in range(0, len(rows), CHUNK_ROWS):
+        parts = add_part(
+            parts, unique_counts(word_hashes(np.asarray(rows[s : s + CHUNK_ROWS]), space))
+        )
+    keys, counts = merge_counts(parts) if parts else (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    return NgramCounts(1, HASH_IDS, keys, counts)
+
+
 class KnownWords:
-    """The distinct words of the rows of a (memory-mapped) id array, as sorted hashes."""
+    """The words of the rows of a (memory-mapped) id array: their counts, and the distinct
+    ones as sorted hashes."""
 
     def __init__(self, rows: np.ndarray, space: int | None) -> None:
         self.space = space
-        parts = [
-            np.unique(word_hashes(np.asarray(rows[s : s + CHUNK_ROWS]), space))
-            for s in range(0, len(rows), CHUNK_ROWS)
-        ]
-        self.hashes = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+        self.counts = word_counts(rows, space)
+        self.hashes = self.counts.keys
 
     def share(self, ids: np.ndarray) -> float | None:
         """Share of the words of ``ids`` that are known; None when ``ids`` hold no word."""
