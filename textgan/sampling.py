@@ -7,7 +7,7 @@ Generation streams in batches, so a million samples never sit in memory at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -95,26 +95,31 @@ def samples_to_text(ids: np.ndarray, vocab: Vocab, pad: str = "") -> list[str]:
     return [row.rstrip(_NUL).replace(_NUL, pad) for row in rows]
 
 
+def build_generator(model: object, weights: Mapping, vocab: Vocab, source: str) -> Generator:
+    """A CPU generator of the model config ``model`` (a dict) holding ``weights``, checked
+    against ``vocab``; ``source`` names where they came from in the one-line errors."""
+    if not isinstance(model, dict):
+        raise UserError(f"{source} has no model config in its config.json")
+    model_cfg = build(ModelConfig, model, source)
+    if model_cfg.vocab_size != len(vocab):
+        raise UserError(
+            f"{source}: the model has {model_cfg.vocab_size} ids, its vocabulary {len(vocab)}"
+        )
+    generator = Generator(model_cfg)
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as err:
+        raise UserError(
+            f"{source}: the generator weights do not fit its config ({first_line(err)})"
+        ) from None
+    return generator
+
+
 def load_generator(path: str | Path, device: str = "auto") -> tuple[Generator, Vocab, Checkpoint]:
     """The trained generator of a checkpoint (or of a run's newest one), ready on ``device``."""
     ckpt = load_checkpoint(path, training_state=False)
     model = ckpt.config.get("model") if isinstance(ckpt.config, dict) else None
-    if not isinstance(model, dict):
-        raise UserError(f"checkpoint {ckpt.path} has no model config in its config.json")
-    model_cfg = build(ModelConfig, model, f"checkpoint {ckpt.path}")
-    if model_cfg.vocab_size != len(ckpt.vocab):
-        raise UserError(
-            f"checkpoint {ckpt.path}: the model has {model_cfg.vocab_size} ids, its vocabulary "
-            f"{len(ckpt.vocab)}"
-        )
-    generator = Generator(model_cfg)
-    try:
-        generator.load_state_dict(ckpt.generator)
-    except RuntimeError as err:
-        raise UserError(
-            f"checkpoint {ckpt.path}: the generator weights do not fit its config "
-            f"({first_line(err)})"
-        ) from None
+    generator = build_generator(model, ckpt.generator, ckpt.vocab, f"checkpoint {ckpt.path}")
     return generator.to(pick_device(device)).eval(), ckpt.vocab, ckpt
 
 
