@@ -17,7 +17,8 @@ import numpy as np
 
 from textgan.errors import UserError
 from textgan.metrics.lm import KneserNeyLM
-from textgan.vocab import PAD, id_dtype
+from textgan.sampling import samples_to_text
+from textgan.vocab import PAD, Vocab, id_dtype
 
 BASELINES = ("kn5",)
 
@@ -66,9 +67,22 @@ class NgramSampler:
         """``n`` samples in batches of at most ``batch_size`` rows, reproducible from ``seed``."""
         if not (np.isfinite(temperature) and temperature > 0):
             raise UserError(f"the temperature must be a positive number, got {temperature}")
-        rng = np.random.default_rng(seed)
+        # Checked above, at the call; the batches come lazily from the inner generator.
+        return self._stream(n, temperature, np.random.default_rng(seed), batch_size)
+
+    def _stream(
+        self, n: int, temperature: float, rng: np.random.Generator, batch_size: int
+    ) -> Iterator[np.ndarray]:
         for start in range(0, n, batch_size):
             yield self.sample(min(batch_size, n - start), temperature, rng)
+
+    def lines(
+        self, vocab: Vocab, n: int, temperature: float = 1.0, seed: int = 0, batch_size: int = 1024
+    ) -> Iterator[list[str]]:
+        """``batches`` as strings, one list per batch, decoded as a generator's samples are."""
+        return (
+            samples_to_text(ids, vocab) for ids in self.batches(n, temperature, seed, batch_size)
+        )
 
 
 def baseline_sampler(name: str, prepared, progress: bool = False) -> NgramSampler:

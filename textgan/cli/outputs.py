@@ -1,8 +1,9 @@
-"""``textgan sample``, ``textgan score`` and ``textgan plot``: what a trained run gives."""
+"""``textgan sample``, ``score``, ``plot`` and ``sweep``: what a trained run gives."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 )
 @click.option("--run", "run_dir", type=click.Path(), help="Run directory [the latest in runs/].")
 @click.option("--checkpoint", type=click.Path(), help="A checkpoint directory (or file in it).")
+@click.option("--model", help="An exported model: its folder or a hub id (hf:USER/NAME).")
+@click.option("--baseline", help="Sample a baseline instead of a generator: kn5 (with --corpus).")
+@click.option("--corpus", help="Corpus the baseline is fit on (name, path or hf:ID).")
+@click.option("--data-dir", default="data", show_default=True, help="Folder of corpus caches.")
 @click.option(
     "--temperature",
     type=click.FloatRange(min=0, min_open=True),
@@ -43,27 +48,77 @@ if TYPE_CHECKING:
     help="Samples generated at a time.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def sample(
     n: int,
     run_dir: str | None,
     checkpoint: str | None,
+    model: str | None,
+    baseline: str | None,
+    corpus: str | None,
+    data_dir: str,
     temperature: float | None,
     seed: int,
     out: str | None,
     batch_size: int,
     device: str,
+    progress: bool,
 ) -> None:
-    """Write N samples of a trained generator, one per line (trailing padding removed)."""
+    """Write N samples of a trained generator, one per line (trailing padding removed); with
+    --baseline kn5 --corpus X, of the Kneser-Ney 5-gram model of X's training split (T = 1
+    unless --temperature: its argmax would repeat one line)."""
     from textgan import rundir, sampling
 
-    if run_dir and checkpoint:
-        raise UserError("give either --run or --checkpoint, not both")
-    source = checkpoint or run_dir or rundir.find_latest_run("runs")
-    generator, vocab, _ = sampling.load_generator(source, device)
+    if baseline is not None or corpus is not None:
+        if run_dir or checkpoint or model:
+            raise UserError("give either --baseline or --run/--checkpoint/--model, not both")
+        write_lines(
+            baseline_lines(baseline, corpus, data_dir, n, temperature, seed, batch_size, progress),
+            out,
+        )
+        return
+    if sum(x is not None for x in (run_dir, checkpoint, model)) > 1:
+        raise UserError("give one of --run, --checkpoint or --model, not several")
+    if model is not None:
+        from textgan.hub import load_model
+
+        generator = load_model(model, device)
+        vocab = generator.vocab
+    else:
+        source = checkpoint or run_dir or rundir.find_latest_run("runs")
+        generator, vocab, _ = sampling.load_generator(source, device)
     check_sample_memory(generator.cfg, min(n, batch_size), next(generator.parameters()).device)
     batches = sampling.sample_text(
         generator, vocab, n, temperature=temperature, seed=seed, batch_size=batch_size
     )
+    write_lines(batches, out)
+
+
+def baseline_lines(
+    baseline: str | None,
+    corpus: str | None,
+    data_dir: str,
+    n: int,
+    temperature: float | None,
+    seed: int,
+    batch_size: int,
+    progress: bool,
+) -> Iterator[list[str]]:
+    """Batches of lines of ``baseline`` fit on ``corpus`` (both needed)."""
+    from textgan.baseline import baseline_sampler
+    from textgan.scoring import Target, target_corpus
+
+    if baseline is None or corpus is None:
+        raise UserError("--baseline and --corpus go together: --baseline kn5 --corpus NAME")
+    prepared = target_corpus(Target(corpus=corpus, data_dir=data_dir), progress)
+    sampler = baseline_sampler(baseline, prepared, progress)
+    return sampler.lines(prepared.vocab, n, temperature or 1.0, seed, batch_size)
+
+
+def write_lines(batches: Iterable[list[str]], out: str | None) -> None:
+    """Write batches of lines to ``out`` atomically, or stream them to stdout."""
+    from textgan import rundir
+
     if out is None:
         try:
             for lines in batches:
@@ -81,6 +136,7 @@ def sample(
 @click.argument("samples", required=False)
 @click.option("--corpus", help="Score against this prepared corpus (name, path or hf:ID).")
 @click.option("--run", "run_dir", help="Score against the corpus of this run directory.")
+@click.option("--model", help="Score against the corpus of this exported model (or hf:USER/NAME).")
 @click.option("--reference", help="Score against a plain text file, one line per sentence.")
 @click.option(
     "-n",
@@ -88,7 +144,7 @@ def sample(
     type=click.IntRange(min=1),
     help="Samples scored (and real lines) [640, or the whole held-out split when smaller].",
 )
-@click.option("--ngrams", default=4, show_default=True, help="Largest n of JS-n (1..6).")
+@click.option("--ngrams", default=4, show_default=True, help="Largest n of JS-n (1..8).")
 @click.option(
     "--seq-len",
     type=click.IntRange(min=1),
@@ -111,6 +167,7 @@ def score(
     samples: str | None,
     corpus: str | None,
     run_dir: str | None,
+    model: str | None,
     reference: str | None,
     n_samples: int | None,
     ngrams: int,
@@ -131,8 +188,8 @@ def score(
     from textgan.metrics.report import Scorer, encode_samples, format_table, read_lines
     from textgan.scoring import Target, target_corpus
 
-    if sum(x is not None for x in (corpus, run_dir, reference)) != 1:
-        raise UserError("say what to score against: one of --corpus, --run or --reference")
+    if sum(x is not None for x in (corpus, run_dir, model, reference)) != 1:
+        raise UserError("say what to score against: one of --corpus, --run, --model or --reference")
     if real == (samples is not None):
         raise UserError("give a SAMPLES file (or '-' for stdin), or --real for the floor alone")
     if not 1 <= ngrams <= MAX_ORDER:
@@ -143,6 +200,10 @@ def score(
         n = n if lines is None else min(n, len(lines))
         ref_lines = read_lines(reference, "reference file")
         scorer = Scorer.from_lines(ref_lines, f"reference {reference}", seq_len, n, ngrams, seed)
+    elif model is not None:
+        from textgan.hub import model_corpus
+
+        scorer = Scorer.from_prepared(model_corpus(model, data_dir, progress), ngrams, progress)
     else:
         target = Target(corpus=corpus, run=run_dir, data_dir=data_dir)
         prepared = target_corpus(target, progress)
@@ -174,6 +235,68 @@ def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
     from textgan.plots import plot_runs
 
     for path in plot_runs(run_dirs, out):
+        click.echo(path)
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option("--baseline", "baselines", multiple=True, help="Also sweep this baseline (kn5).")
+@click.option("--corpus", required=True, help="Score against this corpus (name, path or hf:ID).")
+@click.option(
+    "--temperatures",
+    default="0.5,0.7,0.9,1.0,1.2",
+    show_default=True,
+    help="Comma-separated temperatures, each > 0 (runs are also sampled by argmax).",
+)
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(min=1),
+    help="Samples per temperature (and real lines) [640, at most half the held-out split].",
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of all draws."
+)
+@click.option("--out", type=click.Path(file_okay=False), help="Folder [RUN/sweep, or ./sweep].")
+@click.option("--data-dir", default="data", show_default=True, help="Folder of corpus caches.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Samples generated at a time.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def sweep(
+    sources: tuple[str, ...],
+    baselines: tuple[str, ...],
+    corpus: str,
+    temperatures: str,
+    n: int | None,
+    seed: int,
+    out: str | None,
+    data_dir: str,
+    batch_size: int,
+    device: str,
+    progress: bool,
+) -> None:
+    """Quality against diversity: sample each SOURCE (a run directory, a checkpoint or kn5) at
+    each temperature, score every set against one corpus and write sweep.json, sweep.md and
+    sweep.png (LM score against reverse LM score, a curve per source, the real lines' point)."""
+    from pathlib import Path
+
+    from textgan.scoring import Target
+    from textgan.sweep import open_sources, parse_temperatures, run_sweep, write_sweep
+
+    temps = parse_temperatures(temperatures)
+    target = Target(corpus=corpus, data_dir=data_dir)
+    names = [*sources, *baselines]
+    opened = open_sources(names, target, device, batch_size, progress)
+    result = run_sweep(opened, temps, target, n, seed, progress)
+    runs = [s.name for s in opened if s.kind == "run"]
+    default = Path(runs[0]) / "sweep" if len(opened) == 1 and runs else Path("sweep")
+    for path in write_sweep(result, out or default):
         click.echo(path)
 
 
