@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +20,9 @@ from textgan.rundir import RunDir
 from textgan.trainer import Trainer
 from textgan.vocab import Vocab
 
+if TYPE_CHECKING:
+    from textgan.loggers import Logger
+
 
 def is_rank0() -> bool:
     dist = torch.distributed
@@ -29,14 +32,17 @@ def is_rank0() -> bool:
 class RunOutput:
     """Every file and line a run writes. Other ranks of a distributed run stay silent."""
 
-    def __init__(self, run: RunDir, progress: bool) -> None:
+    def __init__(self, run: RunDir, progress: bool, loggers: Sequence[str] = ()) -> None:
         self.run = run
         self.active = is_rank0()
         self.progress = progress and self.active
+        self.logger_names = tuple(loggers)  # textgan.loggers, opened by open_loggers
+        self.loggers: list[Logger] = []
 
     def lock(self) -> contextlib.AbstractContextManager:
         """The run's one-writer lock on rank 0 (the other ranks never write), then a check that
-        the folder takes writes: both before the first byte of the run is written."""
+        the folder takes writes: both before the first byte of the run is written. The loggers
+        close with it."""
         if not self.active:
             return contextlib.nullcontext()
         lock = self.run.lock()
@@ -48,7 +54,23 @@ class RunOutput:
         except OSError as err:
             lock.release()
             raise rundir.disk_error(err.filename or self.run.path, err) from None
-        return lock
+        stack = contextlib.ExitStack()
+        stack.enter_context(lock)
+        stack.callback(self._close_loggers)  # first: their last events before the unlock
+        return stack
+
+    def open_loggers(self, start: int) -> None:
+        """Start the loggers named at construction, continuing the run from iteration ``start``
+        (a resumed run's curves go on without a duplicated step)."""
+        if self.active and self.logger_names:
+            from textgan.loggers import open_loggers
+
+            self.loggers = open_loggers(self.logger_names, self.run.path, start)
+
+    def _close_loggers(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+        self.loggers = []
 
     def echo(self, text: str) -> None:
         if self.active:
@@ -59,12 +81,17 @@ class RunOutput:
     def rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if self.active:
             rundir.append_rows(self.run.metrics, rows)
+            for logger in self.loggers:
+                logger.log_rows(rows)
 
     def samples(self, iteration: int, lines: list[str]) -> None:
         """``samples/iter_<k>.txt``: one sample per line (the EMA generator's when EMA is on)."""
         if self.active:
             path = self.run.samples / f"iter_{iteration}.txt"
-            rundir.atomic_write_text(path, "".join(line + "\n" for line in lines))
+            text = "".join(line + "\n" for line in lines)
+            rundir.atomic_write_text(path, text)
+            for logger in self.loggers:
+                logger.log_text(iteration, text)
 
     def diagnostics(self, trainer: Trainer, iteration: int) -> None:
         if self.active:

@@ -136,10 +136,12 @@ def train(
     *,
     progress: bool = True,
     hooks: Sequence[Hook] = (),
+    loggers: Sequence[str] = (),
 ) -> TrainResult:
     """Start a new run of ``config`` in a new run directory and train it to ``train.iters``.
 
     ``hooks`` are called as ``hook(trainer, iteration)`` after every iteration (on every rank).
+    ``loggers`` name where the rows go besides metrics.jsonl (``textgan.loggers``).
     """
     prepared = prepared or prepare(config.corpus, progress=progress)
     _check_corpus(config, prepared, None)
@@ -149,7 +151,7 @@ def train(
     path = _default_run_dir(config)
     run = RunDir.create(path) if is_rank0() else RunDir(path)
     config = replace(config, train=replace(config.train, run_dir=str(run.path)))
-    output = RunOutput(run, progress)
+    output = RunOutput(run, progress, loggers)
     with output.lock():
         output.config(config, prepared.vocab)
         return _loop(config, prepared, trainer, evaluator, output, hooks)
@@ -171,14 +173,16 @@ def resume(
     *,
     progress: bool = True,
     hooks: Sequence[Hook] = (),
+    loggers: Sequence[str] = (),
 ) -> TrainResult:
-    """Continue a run from its newest checkpoint, with its saved config.
+    """Continue a run from its newest checkpoint, with its saved config (``loggers`` as in
+    ``train``).
 
     ``overrides`` may change only the fields in ``RESUMABLE`` (e.g. ``iters`` to extend a
     finished run); the model, data and optimizer stay as they were.
     """
     run = RunDir.open(run_dir)
-    output = RunOutput(run, progress)
+    output = RunOutput(run, progress, loggers)
     # A live run keeps its files: nothing is rewritten or truncated unless this process is the
     # one writer and the folder takes writes.
     with output.lock():
@@ -298,6 +302,7 @@ def _loop(
 
     t = config.train
     output.echo(_summary(config, trainer, prepared, output.run.path))
+    output.open_loggers(trainer.iteration)
     for line in _config_lines(config):
         output.echo(line)
     meter = trainer.meter  # saved with each checkpoint: a resumed interval averages the same steps

@@ -23,6 +23,7 @@ from textgan.cli.options import (
     section_values,
 )
 from textgan.corpus import CorpusConfig
+from textgan.loggers import LOGGERS, check_loggers
 
 _PREPARE_FLAGS = command_flags({"corpus": CorpusConfig})
 
@@ -67,11 +68,20 @@ def train_command(sections: Mapping[str, type], presets: Presets) -> click.Comma
         help="Continue this run from its newest checkpoint (with --iters N: up to N iterations).",
     )
     @add_options(flags, presets, layered=True)
+    @click.option(
+        "--logger",
+        "loggers",
+        multiple=True,
+        type=click.Choice(list(LOGGERS)),
+        help="Also log there (repeatable; metrics.jsonl is always written): tensorboard "
+        "writes RUN/tb/ (pip install 'textgan[tensorboard]').",
+    )
     @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
     def train(
         preset: str | None,
         config_file: str | None,
         resume_dir: str | None,
+        loggers: tuple[str, ...],
         progress: bool,
         **params: Any,
     ) -> int:
@@ -81,12 +91,13 @@ def train_command(sections: Mapping[str, type], presets: Presets) -> click.Comma
         the next iteration with a checkpoint; --resume continues bit for bit.
         """
         values = section_values(flags, params)
+        check_loggers(loggers)  # before the corpus is read or the run folder made
         with flag_errors(names):
             if resume_dir is None:
-                return _start(preset, config_file, values, progress)
+                return _start(preset, config_file, values, progress, loggers)
             fixed = _fixed_flags(flags, values)
             fixed += [f for f, v in (("--preset", preset), ("--config", config_file)) if v]
-            return _resume(resume_dir, fixed, values["train"], progress)
+            return _resume(resume_dir, fixed, values["train"], progress, loggers)
 
     return train
 
@@ -106,6 +117,7 @@ def _start(
     config_file: str | None,
     values: Mapping[str, Mapping[str, Any]],
     progress: bool,
+    loggers: tuple[str, ...] = (),
 ) -> int:
     from textgan import train as training
     from textgan.devices import pick_device
@@ -115,14 +127,20 @@ def _start(
     line = cpu_projection(config, pick_device(config.train.device).type)
     if line is not None:
         click.echo(line, err=True)
-    return training.train(config, prepared, progress=progress).exit_code
+    return training.train(config, prepared, progress=progress, loggers=loggers).exit_code
 
 
-def _resume(run_dir: str, fixed: list[str], values: Mapping[str, Any], progress: bool) -> int:
+def _resume(
+    run_dir: str,
+    fixed: list[str],
+    values: Mapping[str, Any],
+    progress: bool,
+    loggers: tuple[str, ...] = (),
+) -> int:
     from textgan import train as training
 
     training.refuse_resume_changes(fixed)
-    return training.resume(run_dir, values, progress=progress).exit_code
+    return training.resume(run_dir, values, progress=progress, loggers=loggers).exit_code
 
 
 train = train_command(run_config.SECTIONS, run_config.PRESETS)
