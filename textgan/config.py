@@ -120,6 +120,14 @@ class TrainConfig:
         "no gain on CPUs).",
         resumable=True,
     )
+    # A rank that dies or stalls must not hang the others: every collective of a torchrun job
+    # (gloo, and nccl with its async error handling) gives up after this many seconds.
+    dist_timeout: float = setting(
+        300.0,
+        "Seconds the processes of a torchrun job wait for each other before stopping.",
+        positive=True,
+        resumable=True,
+    )
     name: str | None = setting(None, "Run name: the run goes to runs/NAME [<corpus>-<time>].")
     run_dir: str | None = setting(None, "Run directory (instead of runs/NAME).")
 

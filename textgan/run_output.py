@@ -1,5 +1,6 @@
 """What a run writes and how it stops: ``RunOutput`` (every file and line, rank 0 only, under
-the run's one-writer lock) and ``StopFlag`` (Ctrl-C / SIGTERM to a clean stop)."""
+the run's one-writer lock; ``textgan.distributed`` says which rank this is) and ``StopFlag``
+(Ctrl-C / SIGTERM to a clean stop)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from textgan import checkpoint as ckpt_io
 from textgan import rundir
 from textgan.config import RunConfig
+from textgan.distributed import is_rank0
 from textgan.rundir import RunDir
 from textgan.trainer import Trainer
 from textgan.vocab import Vocab
 
 if TYPE_CHECKING:
     from textgan.loggers import Logger
-
-
-def is_rank0() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 class RunOutput:
@@ -110,16 +105,16 @@ class RunOutput:
             rundir.write_json(self.run.config, config.to_dict())
             vocab.save(self.run.vocab)
 
-    def checkpoint(self, trainer: Trainer, keep: int) -> Path | None:
+    def checkpoint(self, trainer: Trainer, state: Mapping[str, Any], keep: int) -> Path | None:
+        """Save the weights and ``state`` (``trainer.state_dict()``, which every rank computes:
+        with several ranks it gathers their random streams)."""
         if not self.active:
             return None
         weights = {
             "generator": trainer.generator.state_dict(),
             "critic": trainer.critic.state_dict(),
         }  # the EMA weights travel in trainer.state_dict() (trainer.EMA_KEY)
-        return ckpt_io.save_checkpoint(
-            self.run, trainer.iteration, weights, trainer.state_dict(), keep
-        )
+        return ckpt_io.save_checkpoint(self.run, trainer.iteration, weights, state, keep)
 
 
 # -- stopping on a signal ----------------------------------------------------------------------

@@ -8,7 +8,9 @@ real-vs-real floor at the same N, and ``ema_js1..4`` of the EMA generator's when
 
 All file output goes through ``RunOutput`` (``textgan.run_output``), silent on every process but
 rank 0, which holds the run folder's one-writer lock from before its first write to the end.
-One iteration itself is ``textgan.trainer.Trainer.step``.
+One iteration itself is ``textgan.trainer.Trainer.step``. Under torchrun every rank runs this
+loop; ``textgan.distributed`` makes them agree on when to stop (signal, time, divergence) and
+rank 0 alone evaluates.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from textgan import checkpoint as ckpt_io
-from textgan import memory, rundir
+from textgan import distributed, memory, rundir
 from textgan.config import (
     RESUMABLE,
     SECTIONS,
@@ -42,7 +44,7 @@ from textgan.devices import parse_device, pick_device
 from textgan.errors import UserError
 from textgan.lipschitz import check_critic_norm
 from textgan.models import count_parameters
-from textgan.run_output import RunOutput, StopFlag, is_rank0
+from textgan.run_output import RunOutput, StopFlag
 from textgan.rundir import RunDir
 from textgan.trainer import Trainer, nonfinite
 from textgan.vocab import Vocab
@@ -64,7 +66,9 @@ def resolve_run_config(
     model_floor = build(ModelConfig, {**layers["model"], **sizes}, "options")
     device = pick_device(train_cfg.device)
     memory.check_run(model_floor, train_cfg.batch_size, train_cfg.ema_decay > 0, device)
-    prepared = prepare(corpus_cfg, progress=progress)
+    distributed.setup(device, train_cfg.dist_timeout)
+    with distributed.rank0_first():  # one rank writes the cache, the others read it
+        prepared = prepare(corpus_cfg, progress=progress and distributed.is_rank0())
     # The floor needs as many real held-out lines as samples: a small corpus evaluates fewer.
     if len(prepared.heldout) < train_cfg.eval_samples:
         train_cfg = replace(train_cfg, eval_samples=max(1, len(prepared.heldout)))
@@ -113,8 +117,9 @@ def _default_run_dir(config: RunConfig) -> Path:
 
 def _summary(config: RunConfig, trainer: Trainer, prepared: PreparedCorpus, run: Path) -> str:
     t = config.train
+    world = f", {trainer.world} processes × {trainer.local_batch} rows" if trainer.world > 1 else ""
     return (
-        f"textgan train: device {trainer.device}, preset {t.preset}, "
+        f"textgan train: device {trainer.device}{world}, preset {t.preset}, "
         f"G {count_parameters(trainer.generator):,} / D {count_parameters(trainer.critic):,} "
         f"parameters, corpus {prepared.key}: {len(prepared.train):,} train / "
         f"{len(prepared.heldout):,} held-out sequences, vocab {len(prepared.vocab)}, "
@@ -143,13 +148,15 @@ def train(
     ``hooks`` are called as ``hook(trainer, iteration)`` after every iteration (on every rank).
     ``loggers`` name where the rows go besides metrics.jsonl (``textgan.loggers``).
     """
-    prepared = prepared or prepare(config.corpus, progress=progress)
+    device = _device(config)
+    if prepared is None:
+        with distributed.rank0_first():
+            prepared = prepare(config.corpus, progress=progress and distributed.is_rank0())
     _check_corpus(config, prepared, None)
-    trainer = Trainer(config, prepared.train, pick_device(config.train.device))
+    trainer = Trainer(config, prepared.train, device)
     evaluator = make_evaluator(config, prepared, progress)
-    # Under torchrun, pass --name or --run-dir so that every rank agrees on the directory.
-    path = _default_run_dir(config)
-    run = RunDir.create(path) if is_rank0() else RunDir(path)
+    path = distributed.broadcast_object(_default_run_dir(config))  # rank 0's time stamp
+    run = RunDir.create(path) if distributed.is_rank0() else RunDir(path)
     config = replace(config, train=replace(config.train, run_dir=str(run.path)))
     output = RunOutput(run, progress, loggers)
     with output.lock():
@@ -181,27 +188,33 @@ def resume(
     ``overrides`` may change only the fields in ``RESUMABLE`` (e.g. ``iters`` to extend a
     finished run); the model, data and optimizer stay as they were.
     """
+    # Every rank opens the folder before any joins the job, so before rank 0 can write to it.
     run = RunDir.open(run_dir)
-    output = RunOutput(run, progress, loggers)
-    # A live run keeps its files: nothing is rewritten or truncated unless this process is the
-    # one writer and the folder takes writes.
-    with output.lock():
-        return _resume(run, output, overrides, progress, hooks)
-
-
-def _resume(
-    run: RunDir,
-    output: RunOutput,
-    overrides: Mapping[str, Any] | None,
-    progress: bool,
-    hooks: Sequence[Hook],
-) -> TrainResult:
     config = RunConfig.load(run.config)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     refuse_resume_changes(
         ["--" + k.replace("_", "-") for k in sorted(set(overrides) - set(RESUMABLE))]
     )
     config = with_train(config, **overrides, run_dir=str(run.path))
+    device = _device(config)
+    output = RunOutput(run, progress, loggers)
+    # A live run keeps its files: nothing is rewritten or truncated unless this process is the
+    # one writer and the folder takes writes.
+    with output.lock():
+        return _resume(run, output, config, device, hooks)
+
+
+def _device(config: RunConfig) -> torch.device:
+    """This rank's device, after joining the job when torchrun started several processes."""
+    device = pick_device(config.train.device)
+    distributed.setup(device, config.train.dist_timeout)
+    return distributed.local_device(device)
+
+
+def _resume(
+    run: RunDir, output: RunOutput, config: RunConfig, device: torch.device, hooks: Sequence[Hook]
+) -> TrainResult:
+    progress = output.progress
     ckpt = ckpt_io.load_checkpoint(run.latest_checkpoint())
     if ckpt.iteration >= config.train.iters:
         raise UserError(
@@ -214,10 +227,13 @@ def _resume(
             f"checkpoint {ckpt.path} does not match its run's config.json/vocab.json; "
             "the run directory was edited: restore them"
         )
-    prepared = prepare(config.corpus, progress=progress)
+    with distributed.rank0_first():
+        prepared = prepare(config.corpus, progress=progress)
     _check_corpus(config, prepared, run_vocab)
-    trainer = Trainer(config, prepared.train, pick_device(config.train.device))
-    trainer.load(ckpt)
+    trainer = Trainer(config, prepared.train, device)
+    notice = trainer.load(ckpt)
+    if notice:
+        output.echo(notice)
     evaluator = make_evaluator(config, prepared, progress)
     if output.active:
         rundir.truncate_rows(run.metrics, ckpt.iteration)
@@ -258,6 +274,9 @@ def _check_corpus(config: RunConfig, prepared: PreparedCorpus, vocab: Vocab | No
 
 
 def make_evaluator(config: RunConfig, prepared: PreparedCorpus, progress: bool) -> Any:
+    """The JS evaluator (rank 0 evaluates; None on the other ranks)."""
+    if not distributed.is_rank0():
+        return None
     from textgan.metrics import JSEvaluator
 
     return JSEvaluator(prepared, n_samples=config.train.eval_samples, progress=progress)
@@ -326,17 +345,18 @@ def _loop(
         if nonfinite(means) or not trainer.params_finite():
             _diverged(trainer.iteration, means, last_ckpt)
         trainer.elapsed = elapsed()
-        path = output.checkpoint(trainer, t.keep)
+        path = output.checkpoint(trainer, trainer.state_dict(), t.keep)  # every rank's state
         output.plots()
         return path
 
     with StopFlag(output) as stop, bar:
         budget = math.inf if t.max_minutes is None else 60.0 * t.max_minutes
-        out_of_time = False
-        while trainer.iteration < t.iters and stop.signal is None and not out_of_time:
+        out_of_time, stopped = False, None
+        while trainer.iteration < t.iters and stopped is None and not out_of_time:
             trainer.step()
             k = trainer.iteration
-            out_of_time = time.perf_counter() - started >= budget
+            late = time.perf_counter() - started >= budget
+            out_of_time = _agree_after_step(trainer, late, last_ckpt)
             last = k == t.iters or out_of_time
             if k % t.log_every == 0 or last:
                 means = meter.means()
@@ -345,7 +365,7 @@ def _loop(
                 output.rows([{"iter": k, "time": round(elapsed(), 3), **means}])
                 meter.reset()
                 postfix["W"] = f"{means['wasserstein']:.3f}"
-            if k % t.eval_every == 0 or last:
+            if (k % t.eval_every == 0 or last) and evaluator is not None:
                 scores, ids = evaluate(trainer, evaluator, config)
                 last_eval = {"iter": k, "time": round(elapsed(), 3), **scores}
                 output.rows([last_eval])
@@ -359,6 +379,8 @@ def _loop(
                 hook(trainer, k)
             if k % t.ckpt_every == 0 or last:
                 last_ckpt = save() or last_ckpt
+            # A signal reaches the ranks at different moments: they stop at the same iteration.
+            stopped = stop.signal = distributed.agree_signal(stop.signal)
         saved = last_ckpt is not None and last_ckpt.name == ckpt_io.checkpoint_name(
             trainer.iteration
         )
@@ -370,6 +392,17 @@ def _loop(
     )
     output.echo(_end_line(result, config))
     return result
+
+
+def _agree_after_step(trainer: Trainer, out_of_time: bool, last_ckpt: Path | None) -> bool:
+    """Whether any rank ran out of time; with several ranks, weights that stopped being finite
+    on any of them stop them all here (one rank alone never takes another step)."""
+    if trainer.world == 1:
+        return out_of_time
+    late, bad = distributed.agree_max([out_of_time, not trainer.params_finite()])
+    if bad:
+        _diverged(trainer.iteration, {}, last_ckpt)
+    return bool(late)
 
 
 def _diverged(k: int, means: Mapping[str, float], last_ckpt: Path | None) -> None:

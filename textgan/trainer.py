@@ -18,6 +18,11 @@ generator noise and the penalty's ε. Every one of them is saved with each check
 EMA weights and the sums of the current logging interval (``Meter``), so a run stopped at
 iteration k and resumed reproduces, on the CPU, the uninterrupted run's weights and log rows bit
 for bit.
+
+Under torchrun (``textgan.distributed``) ``--batch-size`` is the global batch: each rank draws
+its share of the rows, noise and ε from its own child streams of the three, steps on its local
+means, and the ranks' gradients are averaged before each optimizer step, so every rank holds the
+same weights. A checkpoint then holds every rank's streams and meter (``ranks``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textgan import fast, memory
+from textgan import distributed, fast, memory
 from textgan.checkpoint import FORMAT_VERSION, Checkpoint
 from textgan.config import RunConfig
 from textgan.errors import UserError, first_line
@@ -39,6 +44,7 @@ from textgan.models import Critic, Generator, one_hot
 
 EMA_KEY = "ema_generator"  # the EMA weights in the checkpoint's state
 EMA_WARMUP = 10  # the decay ramps as (1 + t) / (EMA_WARMUP + t), see ema_decay_at
+RANKS_KEY = "ranks"  # every rank's random streams and meter, in rank order (world > 1)
 
 
 def stream_seed(seq: np.random.SeedSequence | list[int]) -> int:
@@ -47,6 +53,23 @@ def stream_seed(seq: np.random.SeedSequence | list[int]) -> int:
     if not isinstance(seq, np.random.SeedSequence):
         seq = np.random.SeedSequence(seq)
     return int(seq.generate_state(1, np.uint64)[0] >> 1)
+
+
+def make_streams(
+    seed: int, device: torch.device, rank: int = 0, world: int = 1, iteration: int = 0
+) -> tuple[np.random.Generator, torch.Generator, torch.Generator]:
+    """The data, noise and ε streams of one rank. A single process gets the streams of
+    ``SeedSequence(seed).spawn(3)`` (as before distributed training existed); each rank of a
+    larger world gets child ``rank`` of each of them. ``iteration`` > 0 re-derives streams for
+    a run resumed with another world size, so that they do not repeat the first draws."""
+    root = np.random.SeedSequence(seed if iteration == 0 else [seed, iteration])
+    seqs = root.spawn(3)
+    if world > 1:
+        seqs = [seq.spawn(world)[rank] for seq in seqs]
+    data_seq, noise_seq, eps_seq = seqs
+    noise = torch.Generator(device).manual_seed(stream_seed(noise_seq))
+    eps = torch.Generator(device).manual_seed(stream_seed(eps_seq))
+    return np.random.default_rng(data_seq), noise, eps
 
 
 def real_batch(
@@ -88,8 +111,10 @@ class Trainer:
         self.config = config
         self.device = device
         self.train_ids = train_ids
+        # --batch-size is the global batch: each rank draws and scores its share of it.
+        self.local_batch = distributed.local_batch(t.batch_size)
         # Refuse what cannot fit before allocating any of it.
-        memory.check_run(m, t.batch_size, t.ema_decay > 0, device)
+        memory.check_run(m, self.local_batch, t.ema_decay > 0, device)
         torch.manual_seed(t.seed)
         self.generator = Generator(m).to(device)
         self.critic = apply_constraint(Critic(m).to(device), config.lipschitz)
@@ -99,27 +124,28 @@ class Trainer:
         self.fast = fast.FastPath(
             self.generator, self.critic, config.lipschitz, device, t.precision, t.compile
         )
+        # The same seed gives every rank the same weights; the broadcast makes sure of it.
+        distributed.broadcast_module(self.generator)
+        distributed.broadcast_module(self.critic)
         # Copied after FastPath so that it has the generator's memory layout.
         self.ema: Generator | None = None
         if t.ema_decay > 0:
             self.ema = copy.deepcopy(self.generator).requires_grad_(False)
-        data_seq, noise_seq, eps_seq = np.random.SeedSequence(t.seed).spawn(3)
-        self.data_rng = np.random.default_rng(data_seq)
-        self.noise_rng = torch.Generator(device).manual_seed(stream_seed(noise_seq))
-        self.eps_rng = torch.Generator(device).manual_seed(stream_seed(eps_seq))
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.data_rng, self.noise_rng, self.eps_rng = make_streams(
+            t.seed, device, self.rank, self.world
+        )
         self.meter = Meter()
         self.iteration = 0
         self.elapsed = 0.0
 
     def real_batch(self) -> torch.Tensor:
-        """A one-hot ``(B, V, L)`` batch of training rows drawn with replacement."""
-        t, m = self.config.train, self.config.model
-        return real_batch(self.train_ids, self.data_rng, t.batch_size, m.vocab_size, self.device)
+        """This rank's one-hot ``(B, V, L)`` batch of training rows drawn with replacement."""
+        vocab_size = self.config.model.vocab_size
+        return real_batch(self.train_ids, self.data_rng, self.local_batch, vocab_size, self.device)
 
     def fake_batch(self) -> torch.Tensor:
-        z = self.generator.sample_noise(
-            self.config.train.batch_size, self.device, generator=self.noise_rng
-        )
+        z = self.generator.sample_noise(self.local_batch, self.device, generator=self.noise_rng)
         return self.fast.generate(z)
 
     def critic_step(self, monitor: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -130,6 +156,9 @@ class Trainer:
         loss, stats = self.fast.critic_loss(real, fake, rng=self.eps_rng, monitor=monitor)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        # Each rank's loss is a mean over its rows: the mean of the ranks' gradients is the
+        # gradient of the global batch's loss.
+        distributed.average_gradients(self.critic.parameters())
         self.opt_d.step()
         after_critic_step(self.critic, self.config.lipschitz)
         return loss.detach(), stats
@@ -140,6 +169,7 @@ class Trainer:
             loss = self.fast.generator_loss(self.fake_batch())
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.generator.parameters())
             self.opt_g.step()
         finally:
             self.critic.requires_grad_(True)
@@ -172,8 +202,7 @@ class Trainer:
 
     # -- checkpoint state ----------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything but the weights, in types ``torch.load(weights_only=True)`` reads."""
+    def _rng_state(self) -> dict[str, Any]:
         rng: dict[str, Any] = {
             "torch": torch.get_rng_state(),
             "data": self.data_rng.bit_generator.state,
@@ -182,6 +211,20 @@ class Trainer:
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        return rng
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the weights, in types ``torch.load(weights_only=True)`` reads.
+
+        With several ranks this is a collective (call it on every rank): ``ranks`` holds each
+        rank's streams and meter, and ``rng``/``meter`` are rank 0's streams and the ranks'
+        mean meter, which is what a resume with another world size continues from."""
+        rng, meter = self._rng_state(), self.meter.state_dict()
+        extra: dict[str, Any] = {}
+        if self.world > 1:
+            ranks = distributed.gather_objects({"rng": rng, "meter": meter})
+            rng, meter = ranks[0]["rng"], mean_meter_state([r["meter"] for r in ranks])
+            extra = {"world_size": self.world, RANKS_KEY: ranks}
         state = {
             "format": FORMAT_VERSION,  # what load_state accepts
             "iteration": self.iteration,
@@ -189,16 +232,21 @@ class Trainer:
             "optimizer_g": self.opt_g.state_dict(),
             "optimizer_d": self.opt_d.state_dict(),
             "rng": rng,
-            "meter": self.meter.state_dict(),
+            "meter": meter,
+            **extra,
         }
         if self.ema is not None:
             state[EMA_KEY] = {k: v.detach().contiguous() for k, v in self.ema.state_dict().items()}
         return state
 
-    def load(self, ckpt: Checkpoint) -> None:
-        """Restore weights, optimizers, counters and every RNG stream from a checkpoint."""
+    def load(self, ckpt: Checkpoint) -> str | None:
+        """Restore weights, optimizers, counters and every RNG stream from a checkpoint; a
+        one-line notice when it was written by another number of processes than this run's
+        (the streams are then re-derived and the continuation is not bit-exact)."""
+        saved_world = int(ckpt.state.get("world_size", 1))
+        rank_state = _rank_state(ckpt.state, self.rank, self.world)
         try:
-            rng = ckpt.state["rng"]
+            rng = rank_state["rng"]
             size = self.noise_rng.get_state().numel()
             if any(torch.is_tensor(rng[k]) and rng[k].numel() != size for k in ("noise", "eps")):
                 # A CPU generator's state is Mersenne Twister, a CUDA one's a Philox seed and
@@ -223,7 +271,7 @@ class Trainer:
                 torch.cuda.set_rng_state_all(cuda)
             self.iteration = int(state["iteration"])
             self.elapsed = float(state["elapsed"])
-            self.meter.load_state_dict(state.get("meter", {}), self.device)
+            self.meter.load_state_dict(rank_state.get("meter", {}), self.device)
             if self.ema is not None:
                 # A checkpoint from before EMA existed starts its average here.
                 self.ema.load_state_dict(state.get(EMA_KEY, ckpt.generator))
@@ -234,6 +282,31 @@ class Trainer:
             ) from None
         if self.iteration != ckpt.iteration:
             raise UserError(f"checkpoint {ckpt.path}: its state says iteration {self.iteration}")
+        if saved_world == self.world:
+            return None
+        seed = self.config.train.seed
+        streams = make_streams(seed, self.device, self.rank, self.world, self.iteration)
+        self.data_rng, self.noise_rng, self.eps_rng = streams
+        return (
+            f"textgan train: checkpoint {ckpt.path} was written by {saved_world} process(es) and "
+            f"this run has {self.world}: the data, noise and ε streams are re-derived from "
+            f"--seed, rank and iteration {self.iteration}, so the run continues, not bit for bit"
+        )
+
+
+def _rank_state(state: Mapping[str, Any], rank: int, world: int) -> Mapping[str, Any]:
+    """This rank's saved streams and meter: its own when the world size is the saved one,
+    else rank 0's streams (replaced after loading) and the ranks' mean meter."""
+    ranks = state.get(RANKS_KEY)
+    if ranks is not None and len(ranks) == world:
+        return ranks[rank]
+    return {"rng": state.get("rng"), "meter": state.get("meter", {})}
+
+
+def mean_meter_state(states: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The meter state whose means are the means of the ranks' meters (equal counts)."""
+    sums = {k: torch.stack([s["sums"][k] for s in states]).mean(0) for k in states[0]["sums"]}
+    return {"sums": sums, "counts": dict(states[0]["counts"])}
 
 
 class Meter:
@@ -251,10 +324,12 @@ class Meter:
             self.counts[key] = self.counts.get(key, 0) + 1
 
     def means(self) -> dict[str, float]:
+        """The interval's means, over all ranks (a collective when there are several)."""
         if not self.sums:
             return {}
         counts = torch.tensor([self.counts[k] for k in self.sums], dtype=torch.float32)
-        values = torch.stack(list(self.sums.values())).cpu() / counts
+        sums = distributed.mean_over_ranks(torch.stack(list(self.sums.values())))
+        values = sums.cpu() / counts
         return dict(zip(self.sums, values.tolist(), strict=True))
 
     def reset(self) -> None:
