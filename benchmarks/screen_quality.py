@@ -151,13 +151,18 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--calib", type=int, default=20)
     ap.add_argument("--calib-repeats", type=int, default=3)
+    ap.add_argument(
+        "--calibration", type=json.loads, help="JSON {variant: CPU s/iteration} of an earlier run"
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/screen"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     variants = args.variants.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     budget = 60 * args.cpu_minutes
-    calib = {v: cpu_seconds_per_iter(args, v, args.out / "calib") for v in variants}
+    calib = args.calibration or {
+        v: cpu_seconds_per_iter(args, v, args.out / "calib") for v in variants
+    }
     print("CPU s/iteration:", {v: round(s, 4) for v, s in calib.items()}, flush=True)
     scorer = make_scorer(
         Target(corpus=args.corpus, data_dir=args.data_dir), None, 4, 0, None, False
@@ -167,8 +172,10 @@ def main() -> None:
         for v in variants:
             rows.append(run_one(args, v, seed, max(1, int(budget / calib[v])), args.out, scorer))
             print(json.dumps(rows[-1]), flush=True)
-            (args.out / "screen.json").write_text(json.dumps({"calib": calib, "rows": rows}))
-    (args.out / "screen.md").write_text(table(rows, budget))
+            (args.out / f"screen-{args.seeds}.json").write_text(
+                json.dumps({"calib": calib, "rows": rows})
+            )
+    (args.out / f"screen-{args.seeds}.md").write_text(table(rows, budget))
     print(table(rows, budget))
     print(f"textgan {textgan.__version__}, torch {torch.__version__}")
 
