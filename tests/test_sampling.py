@@ -109,3 +109,37 @@ def test_samples_to_text_of_generated_ids_keeps_all_but_trailing_padding(gen):
     trailing = [len(row) - len(np.trim_zeros(row, "b")) for row in ids]
     assert [len(t) for t in texts] == [5 - k for k in trailing]
     assert any(k > 0 for k in trailing) and any("_" in t for t in texts)
+
+
+def test_sample_uses_the_weight_average_by_default_and_raw_the_trained_weights(tmp_path):
+    from click.testing import CliRunner
+
+    import textgan
+    from textgan.checkpoint import EMA_KEY, load_checkpoint
+    from textgan.cli import main
+    from textgan.sampling import build_generator, sample_text
+
+    run = tmp_path / "run"
+    textgan.fit(
+        {"corpus": "pydocs", "data_dir": str(tmp_path / "data")},
+        preset="tiny",
+        train={"iters": 12, "ckpt_every": 12, "eval_every": 12, "run_dir": str(run)},
+    )
+    ckpt = load_checkpoint(run)
+    model = ckpt.config["model"]
+
+    def lines_of(weights):
+        generator = build_generator(model, weights, ckpt.vocab, "test").eval()
+        return [line for batch in sample_text(generator, ckpt.vocab, 20, seed=4) for line in batch]
+
+    ema, raw = lines_of(ckpt.state[EMA_KEY]), lines_of(ckpt.generator)
+    assert ema != raw  # twelve steps apart, the average and the weights decode differently
+
+    def cli(*flags):
+        args = ["sample", "--run", str(run), "-n", "20", "--seed", "4", "--device", "cpu", *flags]
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout.splitlines()
+
+    assert cli() == ema
+    assert cli("--raw") == raw

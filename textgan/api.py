@@ -59,21 +59,28 @@ def resume(run_dir: str | Path, *, progress: bool = False, **train_overrides: An
     return training.resume(run_dir, train_overrides, progress=progress)
 
 
-def load_generator(source: str | Path, device: str = "auto"):
-    """The trained generator of a run or checkpoint and its vocabulary: ``(generator, vocab)``."""
+def load_generator(source: str | Path, device: str = "auto", *, raw: bool = False):
+    """The generator of a run or checkpoint and its vocabulary, ``(generator, vocab)``: the
+    weight average (EMA) where the run kept one, the trained weights with ``raw``."""
     from textgan import sampling
 
-    generator, vocab, _ = sampling.load_generator(source, device)
+    generator, vocab, _ = sampling.load_generator(source, device, raw=raw)
     return generator, vocab
 
 
 def sample(
-    source: str | Path, n: int = 100, *, temperature: float | None = None, seed: int = 0
+    source: str | Path,
+    n: int = 100,
+    *,
+    temperature: float | None = None,
+    seed: int = 0,
+    raw: bool = False,
 ) -> list[str]:
-    """``n`` samples of a run or checkpoint as strings (argmax unless ``temperature``)."""
+    """``n`` samples of a run or checkpoint as strings (argmax unless ``temperature``; the
+    weight average unless ``raw``)."""
     from textgan import sampling
 
-    generator, vocab, _ = sampling.load_generator(source)
+    generator, vocab, _ = sampling.load_generator(source, raw=raw)
     batches = sampling.sample_text(generator, vocab, n, temperature=temperature, seed=seed)
     return [line for batch in batches for line in batch]
 

@@ -39,6 +39,7 @@ from textgan.vocab import Vocab
 
 STATE = "state.pt"
 WEIGHTS = ("generator", "critic")
+EMA_KEY = "ema_generator"  # the generator's weight average, in the training state
 FORMAT_VERSION = 1
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from textgan import card, hub
+from textgan import card, hub, sampling
 from textgan.checkpoint import Checkpoint, checkpoint_name, load_checkpoint
 from textgan.errors import UserError
 from textgan.rundir import TMP_PREFIX, RunDir, disk_error, fsync_dir, read_rows
@@ -46,17 +46,6 @@ def checkpoint_path(run: RunDir, checkpoint: str | None) -> Path:
             f"run {run.path} has no checkpoint at iteration {checkpoint} (it has: {have})"
         )
     return path
-
-
-def chosen_weights(ckpt: Checkpoint, raw: bool) -> tuple[Mapping[str, Any], str]:
-    """The generator weights to export and their kind: the EMA average when the checkpoint
-    holds one (it samples better), the trained weights with ``raw`` or without one."""
-    from textgan.trainer import EMA_KEY
-
-    ema = (ckpt.state or {}).get(EMA_KEY)
-    if ema is not None and not raw:
-        return ema, "ema"
-    return ckpt.generator, "raw"
 
 
 def evaluation_row(run: RunDir, iteration: int, weights: str) -> tuple[int | None, dict]:
@@ -185,7 +174,7 @@ def export_run(
     refuse_existing(out)
     run = RunDir.open(run_dir)
     ckpt = load_checkpoint(checkpoint_path(run, checkpoint))
-    weights, kind = chosen_weights(ckpt, raw)
+    weights, kind = sampling.chosen_weights(ckpt, raw)
     source = f"checkpoint {ckpt.path}"
     generator = build_generator(ckpt.config.get("model"), weights, ckpt.vocab, source).eval()
     facts = card_facts(run, ckpt, generator, kind, name or out.name, command)

@@ -113,7 +113,7 @@ class RunOutput:
         weights = {
             "generator": trainer.generator.state_dict(),
             "critic": trainer.critic.state_dict(),
-        }  # the EMA weights travel in trainer.state_dict() (trainer.EMA_KEY)
+        }  # the EMA weights travel in trainer.state_dict() (checkpoint.EMA_KEY)
         return ckpt_io.save_checkpoint(self.run, trainer.iteration, weights, state, keep)
 
 

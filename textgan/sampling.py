@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from textgan.checkpoint import Checkpoint, load_checkpoint
+from textgan.checkpoint import EMA_KEY, Checkpoint, load_checkpoint
 from textgan.config import ModelConfig, build
 from textgan.devices import pick_device
 from textgan.errors import UserError, first_line
@@ -115,11 +116,25 @@ def build_generator(model: object, weights: Mapping, vocab: Vocab, source: str) 
     return generator
 
 
-def load_generator(path: str | Path, device: str = "auto") -> tuple[Generator, Vocab, Checkpoint]:
-    """The trained generator of a checkpoint (or of a run's newest one), ready on ``device``."""
-    ckpt = load_checkpoint(path, training_state=False)
+def chosen_weights(ckpt: Checkpoint, raw: bool) -> tuple[Mapping[str, Any], str]:
+    """A checkpoint's generator weights to sample from and their kind: the EMA average when the
+    checkpoint holds one (it samples better), the trained weights with ``raw`` or without one."""
+    ema = (ckpt.state or {}).get(EMA_KEY)
+    if ema is not None and not raw:
+        return ema, "ema"
+    return ckpt.generator, "raw"
+
+
+def load_generator(
+    path: str | Path, device: str = "auto", *, raw: bool = False
+) -> tuple[Generator, Vocab, Checkpoint]:
+    """The generator of a checkpoint (or of a run's newest one), ready on ``device``: its weight
+    average (EMA) where the run kept one, the trained weights with ``raw``."""
+    # The average lives in the training state; the trained weights alone need no state.
+    ckpt = load_checkpoint(path, training_state=not raw)
     model = ckpt.config.get("model") if isinstance(ckpt.config, dict) else None
-    generator = build_generator(model, ckpt.generator, ckpt.vocab, f"checkpoint {ckpt.path}")
+    weights, _ = chosen_weights(ckpt, raw)
+    generator = build_generator(model, weights, ckpt.vocab, f"checkpoint {ckpt.path}")
     return generator.to(pick_device(device)).eval(), ckpt.vocab, ckpt
 
 

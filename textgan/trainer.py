@@ -36,13 +36,12 @@ import numpy as np
 import torch
 
 from textgan import distributed, fast, memory
-from textgan.checkpoint import FORMAT_VERSION, Checkpoint
+from textgan.checkpoint import EMA_KEY, FORMAT_VERSION, Checkpoint
 from textgan.config import RunConfig
 from textgan.errors import UserError, first_line
 from textgan.lipschitz import after_critic_step, apply_constraint
 from textgan.models import Critic, Generator, one_hot
 
-EMA_KEY = "ema_generator"  # the EMA weights in the checkpoint's state
 EMA_WARMUP = 10  # the decay ramps as (1 + t) / (EMA_WARMUP + t), see ema_decay_at
 RANKS_KEY = "ranks"  # every rank's random streams and meter, in rank order (world > 1)
 

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     help="Samples generated at a time.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@click.option(
+    "--raw", is_flag=True, help="The trained weights, not their average (EMA) [the average]."
+)
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def sample(
     n: int,
@@ -62,6 +65,7 @@ def sample(
     out: str | None,
     batch_size: int,
     device: str,
+    raw: bool,
     progress: bool,
 ) -> None:
     """Write N samples of a trained generator, one per line (trailing padding removed); with
@@ -86,7 +90,7 @@ def sample(
         vocab = generator.vocab
     else:
         source = checkpoint or run_dir or rundir.find_latest_run("runs")
-        generator, vocab, _ = sampling.load_generator(source, device)
+        generator, vocab, _ = sampling.load_generator(source, device, raw=raw)
     check_sample_memory(generator.cfg, min(n, batch_size), next(generator.parameters()).device)
     batches = sampling.sample_text(
         generator, vocab, n, temperature=temperature, seed=seed, batch_size=batch_size
