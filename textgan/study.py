@@ -10,6 +10,9 @@ overlaid figures of ``textgan plot`` into the study folder::
     OUT/study.md        the table as markdown
     OUT/plots/          all runs overlaid, named by constraint
     OUT/summary.png     JS-4 and ‖∇x̂ D‖ against time, per-layer gradient norms: one look
+
+``device`` may list devices (``cuda:0,cuda:1`` or ``cpu,cpu``): the runs then train in parallel,
+one ``textgan train`` process per run and at most one run per listed device at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -65,6 +74,23 @@ class StudyConfig:
             )
         if len(set(self.constraints)) != len(self.constraints):
             raise UserError("--constraints names a constraint twice; name each once")
+        parse_devices(self.device)
+
+
+def parse_devices(text: str) -> list[str]:
+    """``"cuda:0, cuda:1"`` → ``["cuda:0", "cuda:1"]``, each an existing device; one entry
+    (``auto`` too) trains the runs one after the other in this process."""
+    from textgan.devices import pick_device
+
+    devices = [part.strip() for part in text.split(",") if part.strip()]
+    if not devices:
+        raise UserError("--device is empty; give auto, a device, or a list such as cpu,cpu")
+    if len(devices) > 1:
+        for device in devices:
+            if device == "auto":
+                raise UserError("--device lists run one run per device: name each (no auto)")
+            pick_device(device)
+    return devices
 
 
 def parse_constraints(text: str) -> tuple[str, ...]:
@@ -82,7 +108,7 @@ def _layers(cfg: StudyConfig, kind: str, run_dir: Path) -> dict[str, dict[str, A
     train = {
         **cfg.overrides.get("train", {}),
         "seed": cfg.seed,
-        "device": cfg.device,
+        "device": parse_devices(cfg.device)[0],  # a parallel run's own device is its flag
         "max_minutes": cfg.minutes,
         "run_dir": str(run_dir),
     }
@@ -109,7 +135,7 @@ def lipschitz_study(
     A run that diverges (the unconstrained critic may) is recorded as such, and the study goes
     on. Returns the ``study.json`` data.
     """
-    from textgan.train import resolve_run_config, train
+    from textgan.train import resolve_run_config
 
     cfg.validate()
     out = Path(out) if out is not None else default_out()
@@ -125,6 +151,106 @@ def lipschitz_study(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise disk_error(out, err, "create study folder") from None
+    devices = parse_devices(cfg.device)
+    if len(devices) > 1:
+        statuses, stopped_by = _train_on_devices(runs, devices, out, echo)
+    else:
+        statuses, stopped_by = _train_in_turn(runs, cfg, out, progress, echo)
+    done = [kind for kind in cfg.constraints if kind in statuses]
+    result = {
+        "study": "lipschitz",
+        "out": str(out),
+        "settings": {**asdict(cfg), "constraints": list(cfg.constraints)},
+        "floors": _floors(out, done),
+        "rows": [summarize_run(out / kind, statuses[kind]) for kind in done],
+        "stopped_by": stopped_by,
+    }
+    write_json(out / "study.json", result)
+    atomic_write_text(out / "study.md", markdown_table(result))
+    logged = [out / kind for kind in done if read_rows(out / kind / METRICS)]
+    if logged:
+        plot_runs(logged, out / "plots")
+        plot_summary(logged, out / "summary.png")
+    return result
+
+
+def _train_on_devices(
+    runs: list[tuple[str, Any, Any]], devices: list[str], out: Path, echo: Callable[[str], None]
+) -> tuple[dict[str, str], int | None]:
+    """Train each run in its own ``textgan train`` process, at most one per device at a time.
+    SIGINT/SIGTERM reach the running ones (they stop and save); no further run starts."""
+    statuses: dict[str, str] = {}
+    pending = list(enumerate(runs, start=1))
+    running: dict[int, tuple[str, subprocess.Popen, Path]] = {}  # device slot → run
+    stop: list[int] = []
+    # Runs sharing the CPU split its cores: more threads than cores spin and run many times slower.
+    threads = max(1, (os.cpu_count() or 1) // max(1, devices.count("cpu")))
+
+    def forward(signum: int, frame: object) -> None:
+        stop.append(signum)
+        for _, proc, _ in running.values():
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            while running or (pending and not stop):
+                for slot, device in enumerate(devices):
+                    if slot not in running and pending and not stop:
+                        n, (kind, config, _) = pending.pop(0)
+                        echo(f"study {n}/{len(runs)}: {kind} on {device} → {out / kind}")
+                        proc, log = _start_run(config, device, Path(tmp), kind, threads)
+                        running[slot] = (kind, proc, log)
+                time.sleep(0.2)
+                for slot, (kind, proc, log) in list(running.items()):
+                    if proc.poll() is not None:
+                        del running[slot]
+                        statuses[kind] = _run_status(proc.returncode, log)
+                        echo(f"study: {kind} {statuses[kind]}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return statuses, (stop[0] if stop else None)
+
+
+def _start_run(
+    config: Any, device: str, tmp: Path, kind: str, threads: int
+) -> tuple[subprocess.Popen, Path]:
+    """``textgan train`` of a resolved config (its own JSON) on ``device``; stderr to a file."""
+    path, log = tmp / f"{kind}.json", tmp / f"{kind}.log"
+    write_json(path, config.to_dict())
+    flags = ["--config", str(path), "--run-dir", config.train.run_dir, "--device", device]
+    command = [sys.executable, "-m", "textgan", "train", *flags, "--no-progress"]
+    # The package this process runs, also from a checkout that is not installed.
+    package_root = str(Path(__file__).resolve().parents[1])
+    path_list = [package_root, os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_list))}
+    if device == "cpu":
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+    with open(log, "w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    return proc, log
+
+
+def _run_status(code: int, log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines()
+    if code == 0:
+        return "ok"
+    if code < 0 or code > 128:  # stopped by a signal, with a checkpoint (or killed)
+        return "interrupted before its budget"
+    return f"stopped: {lines[-1] if lines else f'exit status {code}'}"
+
+
+def _train_in_turn(
+    runs: list[tuple[str, Any, Any]],
+    cfg: StudyConfig,
+    out: Path,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> tuple[dict[str, str], int | None]:
+    """Train the runs one after the other in this process."""
+    from textgan.train import train
+
     _warm_imports()
     statuses: dict[str, str] = {}
     stopped_by = None
@@ -143,22 +269,7 @@ def lipschitz_study(
             echo(f"study {n}/{len(runs)}: {kind} interrupted; no further runs")
             break
         statuses[kind] = "ok"
-    done = [kind for kind in cfg.constraints if kind in statuses]
-    result = {
-        "study": "lipschitz",
-        "out": str(out),
-        "settings": {**asdict(cfg), "constraints": list(cfg.constraints)},
-        "floors": _floors(out, done),
-        "rows": [summarize_run(out / kind, statuses[kind]) for kind in done],
-        "stopped_by": stopped_by,
-    }
-    write_json(out / "study.json", result)
-    atomic_write_text(out / "study.md", markdown_table(result))
-    logged = [out / kind for kind in done if read_rows(out / kind / METRICS)]
-    if logged:
-        plot_runs(logged, out / "plots")
-        plot_summary(logged, out / "summary.png")
-    return result
+    return statuses, stopped_by
 
 
 def _warm_imports() -> None:
