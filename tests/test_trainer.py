@@ -242,3 +242,65 @@ def test_a_model_beyond_memory_is_refused_before_it_is_built(monkeypatch):
     big_batch = _config(batch_size=10**12)
     with pytest.raises(UserError, match=r"lower train\.batch_size \(now 1,000,000,000,000\)"):
         TR.Trainer(big_batch, _ids(), torch.device("cpu"))
+
+
+# -- streams and state across ranks (textgan.distributed) -------------------------------------
+
+
+def _draws(streams):
+    data, noise, eps = streams
+    return (
+        data.integers(0, 1000, 5).tolist(),
+        torch.rand(3, generator=noise).tolist(),
+        torch.rand(3, generator=eps).tolist(),
+    )
+
+
+def test_one_process_keeps_the_streams_of_the_seed():
+    """World 1 draws what single-process runs always drew, so their checkpoints resume."""
+    data_seq, noise_seq, eps_seq = np.random.SeedSequence(5).spawn(3)
+    before = (
+        np.random.default_rng(data_seq),
+        torch.Generator().manual_seed(TR.stream_seed(noise_seq)),
+        torch.Generator().manual_seed(TR.stream_seed(eps_seq)),
+    )
+    assert _draws(TR.make_streams(5, torch.device("cpu"))) == _draws(before)
+    trainer = _trainer(seed=5)
+    assert trainer.local_batch == 8 and trainer.world == 1
+    assert _draws((trainer.data_rng, trainer.noise_rng, trainer.eps_rng)) == _draws(
+        TR.make_streams(5, torch.device("cpu"))
+    )
+
+
+def test_each_rank_and_a_resumed_world_draw_their_own_streams():
+    cpu = torch.device("cpu")
+    draws = [_draws(TR.make_streams(5, cpu, rank, 2)) for rank in range(2)]
+    draws += [_draws(TR.make_streams(5, cpu)), _draws(TR.make_streams(5, cpu, 0, 2, 40))]
+    for i, a in enumerate(draws):
+        for b in draws[i + 1 :]:
+            assert all(x != y for x, y in zip(a, b, strict=True))
+    assert draws[0] == _draws(TR.make_streams(5, cpu, 0, 2))  # a rank's streams are fixed
+
+
+def test_a_single_process_checkpoint_holds_no_rank_list():
+    state = _trainer().state_dict()
+    assert TR.RANKS_KEY not in state and "world_size" not in state
+    assert {"rng", "meter", "iteration"} <= state.keys()
+
+
+def test_the_mean_meter_of_the_ranks_averages_their_sums():
+    states = [
+        {"sums": {"critic_loss": torch.tensor(2.0)}, "counts": {"critic_loss": 4}},
+        {"sums": {"critic_loss": torch.tensor(6.0)}, "counts": {"critic_loss": 4}},
+    ]
+    meter = TR.Meter()
+    meter.load_state_dict(TR.mean_meter_state(states), torch.device("cpu"))
+    assert meter.means() == {"critic_loss": 1.0}  # (2 + 6) / 2 / 4
+
+
+def test_the_global_batch_must_split_over_the_ranks(monkeypatch):
+    monkeypatch.setattr(TR.distributed, "world_size", lambda: 3)
+    with pytest.raises(UserError, match="--batch-size 8 does not split over 3 processes"):
+        _trainer()
+    monkeypatch.setattr(TR.distributed, "world_size", lambda: 4)
+    assert _trainer().local_batch == 2
