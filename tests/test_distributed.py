@@ -250,25 +250,6 @@ def world2_runs(data_dir, tmp_path_factory):
     return base, runs
 
 
-def _tensors(ckpt: Path) -> dict:
-    loaded = ck.load_checkpoint(ckpt)
-    flat = {f"G.{k}": v for k, v in loaded.generator.items()}
-    flat.update({f"D.{k}": v for k, v in loaded.critic.items()})
-
-    def walk(prefix, value):
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        elif isinstance(value, list | tuple):
-            for i, v in enumerate(value):
-                walk(f"{prefix}.{i}", v)
-        else:
-            flat[prefix] = value
-
-    walk("state", {k: v for k, v in loaded.state.items() if k != "elapsed"})
-    return flat
-
-
 def _rows(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in rd.read_rows(run / rd.METRICS)]
 
@@ -294,6 +275,8 @@ def test_sigterm_then_resume_at_world_2_is_bit_for_bit(world2_runs):
     stopped = sorted(p.name for p in (base / "stopped" / "checkpoints").iterdir())
     assert stopped == ["iter_0000002", "iter_0000003"]
     assert [code for code, _ in runs["resumed"]] == [0, 0], runs["resumed"]
+    from test_train import _tensors  # every tensor and value of a checkpoint, flattened
+
     straight = base / "straight" / "checkpoints" / "iter_0000006"
     resumed = base / "split" / "checkpoints" / "iter_0000006"
     want, got = _tensors(straight), _tensors(resumed)

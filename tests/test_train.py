@@ -294,7 +294,7 @@ RESUME = {"iters": 6, "log_every": 3, "eval_every": 3, "eval_samples": 64, "ckpt
 def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
     straight = T.train(_config(corpus, tmp_path, "straight", **RESUME)[0], progress=False)
     config = _config(corpus, tmp_path, "split", **RESUME)[0]
-    stopped = T.train(config, False, hooks=[_stop_at(4)])
+    stopped = T.train(config, progress=False, hooks=[_stop_at(4)])
     assert stopped.iteration == 4 and stopped.stopped_by == signal.SIGTERM
     assert stopped.exit_code == 128 + signal.SIGTERM
     assert stopped.checkpoint.name == "iter_0000004"
