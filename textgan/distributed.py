@@ -71,6 +71,11 @@ def setup(device: torch.device, timeout_s: float) -> bool:
         return True
     if env_world_size() <= 1:
         return False
+    if device.type not in ("cpu", "cuda"):  # gloo reduces CPU tensors, nccl CUDA ones
+        raise UserError(
+            f"torchrun runs textgan on CPUs (gloo) or CUDA GPUs (nccl), not on {device.type}; "
+            "pass --device cpu or cuda"
+        )
     if device.type == "cuda":
         torch.cuda.set_device(local_device(device))  # nccl's object collectives use it
     backend = "nccl" if device.type == "cuda" else "gloo"
