@@ -140,7 +140,7 @@ def test_cpu_projection_of_the_paper_run_names_the_small_preset():
 def test_train_prints_the_projection_once_and_starts_anyway(data_args, monkeypatch, tmp_path):
     started = []
 
-    def fake_train(config, prepared, progress):
+    def fake_train(config, prepared, progress, loggers=()):
         started.append(config)
         return SimpleNamespace(exit_code=0)
 
