@@ -331,7 +331,8 @@ def test_sample_refuses_missing_runs(trained, tmp_path, monkeypatch):
     _fails(["sample", "-n", "3"], "no run with a checkpoint under runs/")
     _fails(["sample", "--run", str(tmp_path)], "not a textgan run directory")
     _fails(["sample", "--checkpoint", str(tmp_path / "none")], "does not exist")
-    _fails(["sample", "--run", str(trained), "--checkpoint", str(trained)], "give one of --run, --checkpoint or --model")
+    both = ["sample", "--run", str(trained), "--checkpoint", str(trained)]
+    _fails(both, "give one of --run, --checkpoint or --model")
     out = tmp_path / "keep.txt"
     out.write_text("precious")
     _fails(["sample", "--run", str(tmp_path), "--out", str(out)], "not a textgan run")
