@@ -59,3 +59,14 @@ def gbw_lines(gbw_files) -> list[str]:
     for path in gbw_files:
         lines.extend(path.read_text(encoding="utf-8").splitlines())
     return lines
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny steps (the cores are shared)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

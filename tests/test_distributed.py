@@ -183,12 +183,7 @@ def _run(task: str, args: dict) -> list[tuple[int, str]]:
     return _finish(_launch(task, args))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from textgan.models import Critic, Generator, count_parameters
 VOCAB, LENGTH, ROWS = 12, 8, 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these steps are tiny, and the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(kind="gp", model=None, **train):

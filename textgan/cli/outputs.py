@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from textgan.config import ModelConfig
 
 
+def _generation_options(command):
+    """--batch-size and --device, shared by the commands that run a generator."""
+    command = click.option(
+        "--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps."
+    )(command)
+    return click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=1024,
+        show_default=True,
+        help="Samples generated at a time.",
+    )(command)
+
+
 @main.command()
 @click.option(
     "-n", "n", type=click.IntRange(min=1), default=100, show_default=True, help="Number of samples."
@@ -40,14 +54,7 @@ if TYPE_CHECKING:
     help="Seed of the noise (and of temperature sampling).",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here (atomically) [stdout].")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=1024,
-    show_default=True,
-    help="Samples generated at a time.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@_generation_options
 @click.option(
     "--raw", is_flag=True, help="The trained weights, not their average (EMA) [the average]."
 )
@@ -263,14 +270,7 @@ def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Folder [RUN/sweep, or ./sweep].")
 @click.option("--data-dir", default="data", show_default=True, help="Folder of corpus caches.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=1024,
-    show_default=True,
-    help="Samples generated at a time.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@_generation_options
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def sweep(
     sources: tuple[str, ...],
