@@ -142,6 +142,15 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def combine(out: Path, budget: float) -> None:
+    """One table of the runs of several ``--seeds`` processes (their screen-*.json files)."""
+    rows = []
+    for path in sorted(out.glob("screen-*.json")):
+        rows += json.loads(path.read_text())["rows"]
+    (out / "screen.md").write_text(table(rows, budget))
+    print(table(rows, budget))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", default=str(GBW))
@@ -155,7 +164,13 @@ def main() -> None:
         "--calibration", type=json.loads, help="JSON {variant: CPU s/iteration} of an earlier run"
     )
     ap.add_argument("--out", type=Path, default=Path("runs/screen"))
+    ap.add_argument(
+        "--combine", action="store_true", help="only merge OUT/screen-*.json into OUT/screen.md"
+    )
     args = ap.parse_args()
+    if args.combine:
+        combine(args.out, 60 * args.cpu_minutes)
+        return
     torch.set_num_threads(1)
     variants = args.variants.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
