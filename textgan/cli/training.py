@@ -205,7 +205,13 @@ def study() -> None:
 @click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
 @click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed shared by all runs.")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N] | mps.")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto | cpu | cuda[:N] | mps, or a list (cuda:0,cuda:1 or cpu,cpu): the runs train "
+    "side by side, one per device.",
+)
 @click.option("--data-dir", default="data", show_default=True, help="Prepared corpus caches.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bars.")
 def study_lipschitz(
