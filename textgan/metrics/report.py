@@ -10,7 +10,6 @@ held-out lines outside the N.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from textgan.errors import UserError
+from textgan.memory import memory_limit
 from textgan.metrics.evaluator import corpus_resources
 from textgan.metrics.lm import ORDER, KneserNeyLM
 from textgan.metrics.ngrams import MAX_ORDER, check_order, largest_base
@@ -97,7 +97,7 @@ def check_fits(lines: int, seq_len: int, what: str) -> None:
     memory than the machine has, before allocating any of it."""
     need = lines * seq_len * BYTES_PER_SYMBOL
     try:
-        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        have = memory_limit()
     except (ValueError, OSError, AttributeError):  # a platform without these names: unknown
         return
     if need > have:
