@@ -5,7 +5,6 @@ the run's one-writer lock; ``textgan.distributed`` says which rank this is) and 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,9 +42,7 @@ class RunOutput:
         lock = self.run.lock()
         try:
             for folder in (self.run.path, self.run.checkpoints, self.run.samples):
-                probe = folder / f"{rundir.TMP_PREFIX}probe.{os.getpid()}"
-                probe.write_bytes(b"")
-                probe.unlink()
+                rundir.probe_write(folder)
         except OSError as err:
             lock.release()
             raise rundir.disk_error(err.filename or self.run.path, err) from None

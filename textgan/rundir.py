@@ -46,6 +46,13 @@ TMP_PREFIX = ".tmp-"
 _FD_LINKS = ("/proc/", "/dev/fd/")
 
 
+def probe_write(folder: Path) -> None:
+    """Create and remove an empty file in ``folder``: OSError where it takes no writes."""
+    probe = folder / f"{TMP_PREFIX}probe.{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process with this id exists: a temporary file or folder named after a live
     writer is still being written and must not be cleaned up."""

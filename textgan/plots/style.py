@@ -3,13 +3,12 @@ writing the PNG (matplotlib without pyplot: no global state, no display)."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.rundir import atomic_open
+from textgan.rundir import atomic_open, probe_write
 
 
 def ensure_writable_dir(out: str | Path) -> Path:
@@ -17,8 +16,7 @@ def ensure_writable_dir(out: str | Path) -> Path:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
+        probe_write(out)
     except OSError as err:
         raise UserError(
             f"cannot write plots to {out} ({err.strerror or err}); choose another --out"
