@@ -132,6 +132,28 @@ def test_figures_follow_what_the_run_logged(tmp_path):
     }
 
 
+def test_js_figure_draws_the_weight_average_beside_the_raw_generator(tmp_path):
+    from textgan.plots.figures import js_figure
+
+    plain = make_run(tmp_path / "plain")
+    ema = make_run(tmp_path / "ema")
+    rows = [json.loads(line) for line in (ema / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        if "js1" in row:
+            row.update({f"ema_js{n}": row[f"js{n}"] / 2 for n in range(1, 5)})
+    _write_jsonl(ema / "metrics.jsonl", rows)
+    runs = [load_run(plain), load_run(ema)]
+    fig = js_figure(runs, ["plain", "averaged"])
+    for ax in fig.axes[:4]:  # JS-1..4
+        lines = {line.get_label(): line for line in ax.get_lines() if line.get_label()[0] != "_"}
+        assert sorted(lines) == ["averaged", "averaged, EMA", "plain"]  # no EMA row: no curve
+        assert lines["averaged, EMA"].get_linestyle() == ":"
+        assert lines["averaged"].get_linestyle() == "-"
+        raw, avg = lines["averaged"].get_ydata(), lines["averaged, EMA"].get_ydata()
+        np.testing.assert_allclose(avg, np.asarray(raw) / 2)
+        assert lines["averaged"].get_color() == lines["averaged, EMA"].get_color()
+
+
 def test_resumed_rows_and_torn_last_line(tmp_path):
     run = make_run(tmp_path / "r", evals=False, diagnostics=False)
     with open(run / "metrics.jsonl", "a") as f:

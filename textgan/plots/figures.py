@@ -44,13 +44,18 @@ def training_figure(runs: list[RunLog], labels: list[str]):
     return fig
 
 
+# (key prefix, legend suffix, line format): the raw generator and its weight average (EMA).
+JS_CURVES = (("js", "", ".-"), ("ema_js", ", EMA", ".:"))
+
+
 def js_figure(runs: list[RunLog], labels: list[str]):
     fig, axes = figure(2, 2, 10, 7, margins=(0.6, 1.0, 0.4, 0.2))
     for run, label, color in zip(runs, labels, colors(len(runs)), strict=True):
         for n, ax in enumerate(axes.flat, start=1):
-            xs, ys = run.series(run.evals, f"js{n}")
-            if xs.size:
-                ax.plot(xs, ys, color=color, lw=1.2, marker=".", ms=3, label=label)
+            for prefix, suffix, style in JS_CURVES:
+                xs, ys = run.series(run.evals, f"{prefix}{n}")
+                if xs.size:
+                    ax.plot(xs, ys, style, color=color, lw=1.2, ms=3, label=label + suffix)
             _, floors = run.series(run.evals, f"floor_js{n}")
             if floors.size:
                 ax.axhline(floors[-1], color=color, ls="--", lw=1)
