@@ -78,13 +78,13 @@ def samples_at(run_dir: Path, iteration: int, k: int) -> list[str]:
     return (run_dir / "samples" / f"iter_{iteration}.txt").read_text().splitlines()[:k]
 
 
-def final_scores(run_dir: Path, n: int, seed: int) -> dict:
+def final_scores(run_dir: Path, ckpt: Path | None, n: int, seed: int) -> dict:
     """The newest checkpoint's argmax samples, raw and averaged, the 5-gram model's at T = 1,
     each scored against the run's corpus, with samples per second and the floor."""
     target = Target(run=run_dir)
     scorer = make_scorer(target, n, max(ORDERS), seed, None, False)
     kn5 = baseline_sampler("kn5", run_corpus(run_dir))
-    ckpt = resolve_checkpoint(run_dir)  # one checkpoint for both, while training goes on
+    ckpt = resolve_checkpoint(ckpt or run_dir)  # one for both, while training goes on
     writers = {
         "raw": lambda: textgan.sample(ckpt, n, seed=seed, raw=True),
         "ema": lambda: textgan.sample(ckpt, n, seed=seed),
@@ -119,12 +119,13 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def report(run_dir: Path, n: int, seed: int, k: int, every: int) -> tuple[str, dict]:
+def report(args: argparse.Namespace) -> tuple[str, dict]:
+    run_dir, n, seed = args.run, args.n, args.seed
     config = RunConfig.load(run_dir / "config.json")
-    rows = curve(run_dir, every)
+    rows = curve(run_dir, args.every)
     points = sample_points(run_dir, config.train.iters)
-    samples = {name: samples_at(run_dir, it, k) for name, it in points.items()}
-    scores = final_scores(run_dir, n, seed)
+    samples = {name: samples_at(run_dir, it, args.show) for name, it in points.items()}
+    scores = final_scores(run_dir, args.checkpoint, n, seed)
     last = rows[-1]
     text = [
         f"Run {run_dir.name}: iteration {last['iter']:,} of {config.train.iters:,}, "
@@ -157,10 +158,11 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=640, help="samples scored (the paper's 640)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--show", type=int, default=20, help="samples shown at each point")
+    ap.add_argument("--checkpoint", type=Path, help="score this checkpoint [the newest]")
     ap.add_argument("--every", type=int, default=1000, help="iterations between curve rows")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    text, data = report(args.run, args.n, args.seed, args.show, args.every)
+    text, data = report(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.md").write_text(text)
     (args.out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
