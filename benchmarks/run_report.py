@@ -68,10 +68,10 @@ def sample_points(run_dir: Path, iters: int) -> dict[str, int]:
     have = sorted(int(p.stem.removeprefix("iter_")) for p in files)
     if not have:
         raise SystemExit(f"{run_dir}/samples holds no iter_*.txt yet")
-    points = {"start": have[0], "end": have[-1]}
+    points = {"start": have[0]}
     if have[-1] >= iters / 2:
         points["middle"] = min(have, key=lambda k: (abs(k - iters / 2), k))
-    return dict(sorted(points.items(), key=lambda item: item[1]))
+    return {**points, "end": have[-1]}
 
 
 def samples_at(run_dir: Path, iteration: int, k: int) -> list[str]:
