@@ -24,6 +24,7 @@ from textgan.baseline import baseline_sampler
 from textgan.checkpoint import resolve_checkpoint
 from textgan.config import RunConfig
 from textgan.plots.logs import load_run
+from textgan.sampling import load_generator
 from textgan.scoring import Target, make_scorer, run_corpus, score_lines
 
 ORDERS = range(1, 9)  # JS-1..8: the 5-gram model reproduces n ≤ 5 by construction
@@ -39,6 +40,11 @@ MEASURES = (
     ("unique_rate", "unique lines"),
     ("copy_rate", "copies of a training line"),
 )
+
+TOP_PROB = {
+    "top_prob_mean": "mean top probability",
+    "top_prob_over_0.99": "share of positions with top > 0.99",
+}
 
 
 def curve(run_dir: Path, every: int) -> list[dict]:
@@ -97,7 +103,22 @@ def final_scores(run_dir: Path, ckpt: Path | None, n: int, seed: int) -> dict:
         seconds = time.perf_counter() - start
         report = score_lines(lines, target, n=n, max_n=max(ORDERS), seed=seed, scorer=scorer)
         out[name] = {"samples_per_s": n / seconds, "examples": lines[:3], **report}
+    for name in ("raw", "ema"):
+        out[name].update(top_probability(ckpt, n, seed, raw=name == "raw"))
     return out
+
+
+@torch.no_grad()
+def top_probability(ckpt: Path, n: int, seed: int, raw: bool) -> dict:
+    """How sure the generator is: its largest softmax probability per position, over ``n``
+    noise vectors (why sampling at a temperature barely moves a WGAN text generator)."""
+    generator, _, _ = load_generator(ckpt, "cpu", raw=raw)
+    noise = torch.Generator().manual_seed(seed)
+    top = generator(generator.sample_noise(n, torch.device("cpu"), generator=noise)).amax(dim=1)
+    return {
+        "top_prob_mean": top.mean().item(),
+        "top_prob_over_0.99": (top > 0.99).float().mean().item(),
+    }
 
 
 def scores_table(scores: dict) -> str:
@@ -110,6 +131,9 @@ def scores_table(scores: dict) -> str:
         lines.append(
             f"| {title} | " + " | ".join(cells) + f" | {_fmt(scores['raw'].get('floor_' + key))} |"
         )
+    for key in ("top_prob_mean", "top_prob_over_0.99"):
+        cells = " | ".join(_fmt(scores[s][key]) for s in ("raw", "ema"))
+        lines.append(f"| generator's softmax: {TOP_PROB[key]} | {cells} | | |")
     speeds = [f"{scores[s]['samples_per_s']:,.0f}" for s in ("raw", "ema", "kn5")]
     lines.append("| samples/s (one thread) | " + " | ".join(speeds) + " | |")
     return "\n".join(lines)
