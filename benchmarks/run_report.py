@@ -85,8 +85,9 @@ def samples_at(run_dir: Path, iteration: int, k: int) -> list[str]:
 
 
 def final_scores(run_dir: Path, ckpt: Path | None, n: int, seed: int) -> dict:
-    """The newest checkpoint's argmax samples, raw and averaged, the 5-gram model's at T = 1,
-    each scored against the run's corpus, with samples per second and the floor."""
+    """A checkpoint's argmax samples (the newest unless ``ckpt``), raw and averaged, and the
+    5-gram model's at T = 1, each scored against the run's corpus, with samples per second and
+    the floor."""
     target = Target(run=run_dir)
     scorer = make_scorer(target, n, max(ORDERS), seed, None, False)
     kn5 = baseline_sampler("kn5", run_corpus(run_dir))
