@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,9 +24,10 @@ import textgan
 from textgan.baseline import baseline_sampler
 from textgan.checkpoint import resolve_checkpoint
 from textgan.config import RunConfig
+from textgan.metrics.report import Scorer
 from textgan.plots.logs import load_run
-from textgan.sampling import load_generator
-from textgan.scoring import Target, make_scorer, run_corpus, score_lines
+from textgan.sampling import load_generator, sample_text
+from textgan.scoring import Target, run_corpus, score_lines
 
 ORDERS = range(1, 9)  # JS-1..8: the 5-gram model reproduces n ≤ 5 by construction
 # (report key, heading) of the final comparison, in the order of the table.
@@ -86,34 +88,40 @@ def samples_at(run_dir: Path, iteration: int, k: int) -> list[str]:
 
 def final_scores(run_dir: Path, ckpt: Path | None, n: int, seed: int) -> dict:
     """A checkpoint's argmax samples (the newest unless ``ckpt``), raw and averaged, and the
-    5-gram model's at T = 1, each scored against the run's corpus, with samples per second and
-    the floor."""
-    target = Target(run=run_dir)
-    scorer = make_scorer(target, n, max(ORDERS), seed, None, False)
-    kn5 = baseline_sampler("kn5", run_corpus(run_dir))
+    5-gram model's at T = 1, each scored against the run's corpus, with samples per second
+    (models loaded and fit beforehand, as ``textgan sweep`` times them) and the floor."""
+    prepared = run_corpus(run_dir)
+    scorer = Scorer.from_prepared(prepared, max(ORDERS), progress=False)
+    kn5 = baseline_sampler("kn5", prepared)
     ckpt = resolve_checkpoint(ckpt or run_dir)  # one for both, while training goes on
+    generators = {
+        name: load_generator(ckpt, "cpu", raw=name == "raw")[0] for name in ("raw", "ema")
+    }
     writers = {
-        "raw": lambda: textgan.sample(ckpt, n, seed=seed, raw=True),
-        "ema": lambda: textgan.sample(ckpt, n, seed=seed),
-        "kn5": lambda: [x for b in kn5.lines(scorer.vocab, n, 1.0, seed) for x in b],
+        **{
+            name: partial(sample_text, g, prepared.vocab, n, seed=seed)
+            for name, g in generators.items()
+        },
+        "kn5": partial(kn5.lines, prepared.vocab, n, 1.0, seed),
     }
     out: dict = {"checkpoint": ckpt.name}
     for name, write in writers.items():
         start = time.perf_counter()
-        lines = write()
+        lines = [line for batch in write() for line in batch]
         seconds = time.perf_counter() - start
-        report = score_lines(lines, target, n=n, max_n=max(ORDERS), seed=seed, scorer=scorer)
+        report = score_lines(
+            lines, Target(run=run_dir), n=n, max_n=max(ORDERS), seed=seed, scorer=scorer
+        )
         out[name] = {"samples_per_s": n / seconds, "examples": lines[:3], **report}
-    for name in ("raw", "ema"):
-        out[name].update(top_probability(ckpt, n, seed, raw=name == "raw"))
+    for name, generator in generators.items():
+        out[name].update(top_probability(generator, n, seed))
     return out
 
 
 @torch.no_grad()
-def top_probability(ckpt: Path, n: int, seed: int, raw: bool) -> dict:
+def top_probability(generator: torch.nn.Module, n: int, seed: int) -> dict:
     """How sure the generator is: its largest softmax probability per position, over ``n``
     noise vectors (why sampling at a temperature barely moves a WGAN text generator)."""
-    generator, _, _ = load_generator(ckpt, "cpu", raw=raw)
     noise = torch.Generator().manual_seed(seed)
     top = generator(generator.sample_noise(n, torch.device("cpu"), generator=noise)).amax(dim=1)
     return {
