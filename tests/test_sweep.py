@@ -8,7 +8,7 @@ from click.testing import CliRunner
 import textgan
 from textgan.cli import main
 from textgan.scoring import Target, score_lines
-from textgan.sweep import parse_temperatures
+from textgan.sweep import _legend_name, _point_labels, parse_temperatures
 
 N = 32  # of 317 held-out pydocs lines: fast, and leaves lines for the reverse LM
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -154,3 +154,18 @@ def test_sample_baseline_errors_are_one_line(data_dir, args, message):
     res = _cli("sample", *args, "--data-dir", data_dir)
     assert res.exit_code == 2, res.output
     assert message in res.output and res.output.count("\n") == 1
+
+
+def test_figure_labels_each_point_unless_a_curve_coincides():
+    rows = [{"temperature": t} for t in ("argmax", 0.5, 1.2)]
+    span = [3.0, 1.0]  # the figure's ranges of LM and reverse-LM bits
+    spread = _point_labels(rows, [1.4, 2.0, 2.5], [3.3, 3.0, 3.0], span)
+    assert [label for label, *_ in spread] == ["argmax", "T=0.5", "T=1.2"]
+    tight = _point_labels(rows, [4.47, 4.48, 4.49], [3.90, 3.91, 3.92], span)
+    assert tight == [("argmax … T=1.2", 4.47, 3.92, -4)]  # one label, written to the left
+
+
+def test_figure_legend_names_a_checkpoint_by_its_run():
+    assert _legend_name("runs/bw/checkpoints/iter_0015000") == "bw @ iter_0015000"
+    assert _legend_name("runs/bw") == "bw"
+    assert _legend_name("kn5") == "kn5"

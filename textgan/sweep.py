@@ -242,14 +242,17 @@ def sweep_figure(result: dict[str, Any]):
     fig, axes = figure(1, 1, 7, 5.5, margins=(0.9, 0.8, 0.5, 0.2))
     ax = axes[0, 0]
     sources = list(result["samples_per_s"])
+    points = [(r["lm_bits"], r["reverse_lm_bits"]) for r in result["rows"]]
+    span = [max(v) - min(v) or 1.0 for v in zip(*points, strict=True)]
     for name, color in zip(sources, colors(len(sources)), strict=True):
         rows = [r for r in result["rows"] if r["source"] == name]
         xs, ys = [r["lm_bits"] for r in rows], [r["reverse_lm_bits"] for r in rows]
-        ax.plot(xs, ys, color=color, marker="o", ms=4, lw=1.2, label=name)
-        for r, x, y in zip(rows, xs, ys, strict=True):  # each point named by its temperature
-            t = _temperature(r)
-            label = t if t == ARGMAX else f"T={t}"
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.plot(xs, ys, color=color, marker="o", ms=4, lw=1.2, label=_legend_name(name))
+        for label, x, y, dx in _point_labels(rows, xs, ys, span):
+            ha = "left" if dx > 0 else "right"
+            ax.annotate(
+                label, (x, y), textcoords="offset points", xytext=(dx, 4), ha=ha, fontsize=7
+            )
     floor = result["floor"]
     n = result["n_samples"]
     ax.plot(floor["lm_bits"], floor["reverse_lm_bits"], "k*", ms=12, label=f"real ({n:,} lines)")
@@ -257,5 +260,25 @@ def sweep_figure(result: dict[str, Any]):
     ax.set_ylabel("reverse LM score (bits/char): lower covers real text better")
     ax.set_title(f"quality against diversity, {n:,} samples per point", fontsize="medium")
     ax.grid(alpha=0.3)
+    ax.margins(0.12)  # room for the labels of the outermost points
     ax.legend(fontsize="small")
     return fig
+
+
+def _legend_name(source: str) -> str:
+    """A checkpoint as ``run @ iter_…``, a run by its folder name, a baseline as given."""
+    path = Path(source)
+    if path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name} @ {path.name}"
+    return path.name or source
+
+
+def _point_labels(rows: list[dict], xs: list[float], ys: list[float], span: list[float]):
+    """Each point's temperature, or one label for the whole curve when its points coincide at the
+    figure's scale (a GAN whose softmax is nearly one-hot: the labels would overprint)."""
+    names = [_temperature(r) for r in rows]
+    names = [t if t == ARGMAX else f"T={t}" for t in names]
+    tight = (max(xs) - min(xs)) < 0.05 * span[0] and (max(ys) - min(ys)) < 0.05 * span[1]
+    if tight and len(rows) > 1:  # written to the left: such a curve may sit at the right edge
+        return [(f"{names[0]} … {names[-1]}", min(xs), max(ys), -4)]
+    return [(name, x, y, 4) for name, x, y in zip(names, xs, ys, strict=True)]
