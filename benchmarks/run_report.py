@@ -104,14 +104,13 @@ def final_scores(run_dir: Path, ckpt: Path | None, n: int, seed: int) -> dict:
         },
         "kn5": partial(kn5.lines, prepared.vocab, n, 1.0, seed),
     }
+    target = Target(run=run_dir)
     out: dict = {"checkpoint": ckpt.name}
     for name, write in writers.items():
         start = time.perf_counter()
         lines = [line for batch in write() for line in batch]
         seconds = time.perf_counter() - start
-        report = score_lines(
-            lines, Target(run=run_dir), n=n, max_n=max(ORDERS), seed=seed, scorer=scorer
-        )
+        report = score_lines(lines, target, n=n, max_n=max(ORDERS), seed=seed, scorer=scorer)
         out[name] = {"samples_per_s": n / seconds, "examples": lines[:3], **report}
     for name, generator in generators.items():
         out[name].update(top_probability(generator, n, seed))
@@ -140,9 +139,9 @@ def scores_table(scores: dict) -> str:
         lines.append(
             f"| {title} | " + " | ".join(cells) + f" | {_fmt(scores['raw'].get('floor_' + key))} |"
         )
-    for key in ("top_prob_mean", "top_prob_over_0.99"):
+    for key, title in TOP_PROB.items():
         cells = " | ".join(_fmt(scores[s][key]) for s in ("raw", "ema"))
-        lines.append(f"| generator's softmax: {TOP_PROB[key]} | {cells} | | |")
+        lines.append(f"| generator's softmax: {title} | {cells} | | |")
     speeds = [f"{scores[s]['samples_per_s']:,.0f}" for s in ("raw", "ema", "kn5")]
     lines.append("| samples/s (one thread) | " + " | ".join(speeds) + " | |")
     return "\n".join(lines)
