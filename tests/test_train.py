@@ -116,7 +116,12 @@ def test_presets_hold_the_paper_defaults():
     assert trainer.real_batch().shape[0] == 64
     assert config.lipschitz.kind == "gp" and config.lipschitz.lam == 10.0
     assert C.layered_config("small")["model"]["dim"] == 128
-    assert set(C.PRESETS) == {"paper", "small", "tiny"}
+    assert set(C.PRESETS) == {"paper", "small", "small-v1", "tiny"}
+    # small-v1 is the recipe of the finished 15,000-iteration run in docs/quality.md
+    v1 = C.layered_config("small-v1")
+    assert v1["model"] == {"dim": 128, "blocks": 2}
+    assert {k: v1["train"][k] for k in ("iters", "critic_iters", "lr")} == {
+        "iters": 15_000, "critic_iters": 5, "lr": 3e-4}  # fmt: skip
 
 
 def test_precedence_preset_then_file_then_flags(tmp_path):

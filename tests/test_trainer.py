@@ -115,9 +115,9 @@ def test_grad_norm_is_measured_on_the_last_critic_step_of_logged_iterations(monk
     asked = []
     loss = trainer.fast.critic_loss
 
-    def spy(real, fake, rng=None, monitor=False):
+    def spy(real, fake, rng=None, monitor=False, penalty_weight=1.0):
         asked.append(monitor)
-        return loss(real, fake, rng=rng, monitor=monitor)
+        return loss(real, fake, rng=rng, monitor=monitor, penalty_weight=penalty_weight)
 
     monkeypatch.setattr(trainer.fast, "critic_loss", spy)
     for _ in range(3):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -278,12 +279,26 @@ class FastPath:
         fake: Tensor,
         rng: torch.Generator | None = None,
         monitor: bool = False,
+        penalty_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``critic_loss`` above for this run's critic and constraint, in its precision."""
+        """``critic_loss`` above for this run's critic and constraint, in its precision.
+
+        ``penalty_weight`` scales λ for lazy regularization: 0 skips the penalty, its random
+        draws and its input gradient (the step scores real and fake rows only)."""
         with autocast(self.device, self.precision):
+            if penalty_weight == 0:
+                return self._unpenalized_loss(real, fake)
+            cfg = self.cfg
+            if penalty_weight != 1:
+                cfg = replace(cfg, lam=cfg.lam * penalty_weight)
             return _critic_loss(
-                self.critic, real, fake, self.cfg, rng, monitor, self._penalized, self.channels_last
+                self.critic, real, fake, cfg, rng, monitor, self._penalized, self.channels_last
             )
+
+    def _unpenalized_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        both = torch.cat([real, fake])
+        scores = self.critic(to_position_major(both) if self.channels_last else both)
+        return lipschitz.unpenalized_loss(scores[: real.shape[0]], scores[real.shape[0] :])
 
     def generator_loss(self, fake: Tensor) -> Tensor:
         with autocast(self.device, self.precision):

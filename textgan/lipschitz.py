@@ -317,17 +317,33 @@ def loss_and_stats(
         gp = con.penalty(wide(slopes), cfg.target).mean()
         if con.slope == "difference":
             stats["fd_slope"] = slopes.mean().detach()
-    loss = d_fake - d_real + cfg.lam * gp
-    stats.update(
-        wasserstein=(d_real - d_fake).detach(),
-        gp=gp.detach(),
-        penalty=(cfg.lam * gp).detach(),
-        d_real=d_real.detach(),
-        d_fake=d_fake.detach(),
-    )
+    loss, base = unpenalized_loss(d_real, d_fake)
+    stats.update(base, gp=gp.detach(), penalty=(cfg.lam * gp).detach())
     if grad_norms is not None:
         stats["grad_norm"] = grad_norms.mean().detach()
-    return loss, stats
+    return loss + cfg.lam * gp, stats
+
+
+def unpenalized_loss(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """``mean D(fake) − mean D(real)`` and its statistics, from per-sample (or mean) scores: the
+    whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``)."""
+    d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
+    stats = {
+        "wasserstein": (d_real - d_fake).detach(),
+        "d_real": d_real.detach(),
+        "d_fake": d_fake.detach(),
+    }
+    return d_fake - d_real, stats
+
+
+def check_penalty_every(every: int, cfg: LipschitzConfig) -> None:
+    """Refuse a lazy penalty for a constraint that has no penalty (UserError)."""
+    if every > 1 and CONSTRAINTS[cfg.kind].penalty is None:
+        penalized = ", ".join(k for k, c in CONSTRAINTS.items() if c.penalty is not None)
+        raise UserError(
+            f"--penalty-every {every} needs a gradient penalty, and --lipschitz {cfg.kind} has "
+            f"none; drop --penalty-every or use one of {penalized}"
+        )
 
 
 def critic_loss(

@@ -2,8 +2,9 @@
 
 ``metrics.jsonl`` training rows (every ``log_every`` iterations) hold means over the interval:
 the critic statistics over its ``log_every · critic_iters`` critic steps (``grad_norm`` over the
-one step that measured it), ``gen_loss`` over its generator steps. Evaluation rows (every
-``eval_every`` iterations and at the end) hold JS-1..4 of ``eval_samples`` argmax samples with the
+steps that measured it), ``gen_loss`` over its generator steps. Evaluation rows (every
+``eval_every`` iterations, or every ``eval_minutes`` of wall-clock time, and at the end; ``time``
+is when the evaluated weights were reached) hold JS-1..4 of ``eval_samples`` argmax samples with the
 real-vs-real floor at the same N, and ``ema_js1..4`` of the EMA generator's when EMA is on.
 
 All file output goes through ``RunOutput`` (``textgan.run_output``), silent on every process but
@@ -42,7 +43,7 @@ from textgan.config import (
 from textgan.corpus import CorpusConfig, PreparedCorpus, prepare
 from textgan.devices import parse_device, pick_device
 from textgan.errors import UserError
-from textgan.lipschitz import check_critic_norm
+from textgan.lipschitz import check_critic_norm, check_penalty_every
 from textgan.models import count_parameters
 from textgan.run_output import RunOutput, StopFlag
 from textgan.rundir import RunDir
@@ -60,6 +61,7 @@ def resolve_run_config(
         parse_device(train_cfg.device)
     lip_cfg = build(LipschitzConfig, layers["lipschitz"], "options")
     check_critic_norm(layers["model"].get("critic_norm", "none"), lip_cfg)
+    check_penalty_every(train_cfg.penalty_every, lip_cfg)
     corpus_cfg = build(CorpusConfig, layers["corpus"], "options")
     # Before the corpus is read: its vocabulary is not known yet, 2 symbols is the least.
     sizes = {"vocab_size": 2, "seq_len": corpus_cfg.seq_len}
@@ -349,6 +351,7 @@ def _loop(
         output.plots()
         return path
 
+    due = EvalSchedule(t, elapsed())
     with StopFlag(output) as stop, bar:
         budget = math.inf if t.max_minutes is None else 60.0 * t.max_minutes
         out_of_time, stopped = False, None
@@ -365,9 +368,11 @@ def _loop(
                 output.rows([{"iter": k, "time": round(elapsed(), 3), **means}])
                 meter.reset()
                 postfix["W"] = f"{means['wasserstein']:.3f}"
-            if (k % t.eval_every == 0 or last) and evaluator is not None:
+            now = elapsed()
+            if evaluator is not None and (due(k, now) or last):
+                # Stamped with the time the evaluated weights were reached, not its own end.
                 scores, ids = evaluate(trainer, evaluator, config)
-                last_eval = {"iter": k, "time": round(elapsed(), 3), **scores}
+                last_eval = {"iter": k, "time": round(now, 3), **scores}
                 output.rows([last_eval])
                 output.samples(k, samples_to_text(ids, prepared.vocab))
                 postfix["JS4"] = f"{last_eval.get('js4', float('nan')):.3f}"
@@ -392,6 +397,25 @@ def _loop(
     )
     output.echo(_end_line(result, config))
     return result
+
+
+class EvalSchedule:
+    """When to evaluate: every ``eval_every`` iterations, or with ``eval_minutes`` whenever the
+    run's wall-clock time passes the next multiple of it (a resumed run keeps the grid)."""
+
+    def __init__(self, t: TrainConfig, elapsed: float) -> None:
+        self.every, self.interval = t.eval_every, None
+        if t.eval_minutes is not None:
+            self.interval = 60.0 * t.eval_minutes
+            self.next = (math.floor(elapsed / self.interval) + 1) * self.interval
+
+    def __call__(self, iteration: int, elapsed: float) -> bool:
+        if self.interval is None:
+            return iteration % self.every == 0
+        if elapsed < self.next:
+            return False
+        self.next = (math.floor(elapsed / self.interval) + 1) * self.interval
+        return True
 
 
 def _agree_after_step(trainer: Trainer, out_of_time: bool, last_ckpt: Path | None) -> bool:

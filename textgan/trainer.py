@@ -86,6 +86,23 @@ def real_batch(
     return one_hot(ids.to(device, non_blocking=True), vocab_size)
 
 
+def penalty_weight(every: int, critic_step: int) -> float:
+    """The factor of λ at the ``critic_step``-th critic step of a run (from 0) under lazy
+    regularization: ``every`` on every ``every``-th step, 0 between them."""
+    if every == 1:
+        return 1.0
+    return float(every) if critic_step % every == 0 else 0.0
+
+
+def unigram_logits(train_ids: np.ndarray, vocab_size: int, max_rows: int = 100_000) -> torch.Tensor:
+    """Log frequencies of the symbols in (evenly spaced rows of) the training ids, add-one
+    smoothed so that every symbol keeps a finite logit."""
+    step = max(1, len(train_ids) // max_rows)
+    rows = np.asarray(train_ids[::step][:max_rows])
+    counts = np.bincount(rows.ravel(), minlength=vocab_size)[:vocab_size].astype(np.float64)
+    return torch.from_numpy(np.log((counts + 1) / (counts.sum() + vocab_size))).float()
+
+
 def ema_decay_at(decay: float, t: int) -> float:
     """The decay of the ``t``-th update (from 0): ``decay``, ramped up over the first updates
     as TensorFlow's ``ExponentialMovingAverage(num_updates=t)`` does, so that a short run's
@@ -116,6 +133,9 @@ class Trainer:
         memory.check_run(m, self.local_batch, t.ema_decay > 0, device)
         torch.manual_seed(t.seed)
         self.generator = Generator(m).to(device)
+        if t.unigram_init:
+            with torch.no_grad():
+                self.generator.output.bias.copy_(unigram_logits(train_ids, m.vocab_size))
         self.critic = apply_constraint(Critic(m).to(device), config.lipschitz)
         betas = (t.beta1, t.beta2)
         self.opt_g = fast.adam(self.generator.parameters(), t.lr_gen or t.lr, betas, device)
@@ -147,12 +167,17 @@ class Trainer:
         z = self.generator.sample_noise(self.local_batch, self.device, generator=self.noise_rng)
         return self.fast.generate(z)
 
-    def critic_step(self, monitor: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One critic update; ``monitor`` also measures ``grad_norm`` where the loss does not."""
+    def critic_step(
+        self, monitor: bool = False, penalty_weight: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One critic update; ``monitor`` also measures ``grad_norm`` where the loss does not;
+        ``penalty_weight`` scales λ (0: a lazy step without the penalty)."""
         real = self.real_batch()
         with torch.no_grad():
             fake = self.fake_batch()
-        loss, stats = self.fast.critic_loss(real, fake, rng=self.eps_rng, monitor=monitor)
+        loss, stats = self.fast.critic_loss(
+            real, fake, rng=self.eps_rng, monitor=monitor, penalty_weight=penalty_weight
+        )
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         # Each rank's loss is a mean over its rows: the mean of the ranks' gradients is the
@@ -190,7 +215,10 @@ class Trainer:
         steps = self.config.train.critic_iters
         monitor = self.logs_next()
         for i in range(steps):
-            loss, stats = self.critic_step(monitor=monitor and i == steps - 1)
+            weight = penalty_weight(self.config.train.penalty_every, self.iteration * steps + i)
+            # A lazy step has no input gradient to monitor: the interval's penalized steps
+            # report grad_norm.
+            loss, stats = self.critic_step(monitor and i == steps - 1 and weight > 0, weight)
             meter.add({"critic_loss": loss, **stats})
         meter.add({"gen_loss": self.generator_step()})
         self.iteration += 1

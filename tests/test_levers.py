@@ -1,0 +1,130 @@
+"""The training levers of the time-to-quality recipes: lazy penalty (``penalty_every``), the
+unigram output bias (``unigram_init``) and evaluation on a wall-clock grid (``eval_minutes``)."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from textgan import config as C
+from textgan import fast
+from textgan import rundir as rd
+from textgan import train as T
+from textgan import trainer as TR
+from textgan.corpus import CorpusConfig
+from textgan.errors import UserError
+
+VOCAB, LENGTH = 12, 8
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _config(kind="gp", **train):
+    model = C.ModelConfig(vocab_size=VOCAB, seq_len=LENGTH, dim=8, blocks=1)
+    train_cfg = C.TrainConfig(
+        **{"batch_size": 8, "critic_iters": 2, "device": "cpu", "precision": "fp32", **train}
+    )
+    return C.RunConfig(CorpusConfig(), model, C.LipschitzConfig(kind=kind), train_cfg)
+
+
+def _ids(rows=40, seed=0, high=VOCAB):
+    return np.random.default_rng(seed).integers(0, high, (rows, LENGTH)).astype(np.uint8)
+
+
+def test_penalty_weight_schedule():
+    assert [TR.penalty_weight(1, i) for i in range(3)] == [1.0, 1.0, 1.0]
+    assert [TR.penalty_weight(4, i) for i in range(6)] == [4.0, 0.0, 0.0, 0.0, 4.0, 0.0]
+
+
+@pytest.mark.parametrize("kind", ["gp", "gp-fd"])
+def test_lazy_step_is_the_loss_without_penalty_and_the_penalized_step_weighs_k(kind):
+    torch.manual_seed(0)
+    trainer = TR.Trainer(_config(kind), _ids(), torch.device("cpu"))
+    real, fake = trainer.real_batch(), trainer.fake_batch().detach()
+    path = trainer.fast
+    lazy, stats = path.critic_loss(real, fake, rng=None, penalty_weight=0)
+    scores = trainer.critic(torch.cat([real, fake]))
+    assert torch.allclose(lazy, scores[8:].mean() - scores[:8].mean())
+    assert "gp" not in stats and "penalty" not in stats
+    state = torch.Generator().manual_seed(3).get_state()
+    heavy, heavy_stats = path.critic_loss(
+        real, fake, rng=torch.Generator().set_state(state), penalty_weight=3
+    )
+    cfg = replace(trainer.config.lipschitz, lam=3 * trainer.config.lipschitz.lam)
+    expected, _ = fast.critic_loss(
+        trainer.critic, real, fake, cfg, rng=torch.Generator().set_state(state)
+    )
+    assert torch.allclose(heavy, expected)
+    assert heavy_stats["penalty"] > 0
+
+
+def test_lazy_run_penalizes_every_kth_critic_step(monkeypatch):
+    trainer = TR.Trainer(_config(penalty_every=3, critic_iters=2), _ids(), torch.device("cpu"))
+    weights = []
+    step = trainer.critic_step
+    monkeypatch.setattr(trainer, "critic_step", lambda m, w: weights.append(w) or step(m, w))
+    for _ in range(3):
+        trainer.step()
+    assert weights == [3.0, 0.0, 0.0, 3.0, 0.0, 0.0]
+    assert {"gp", "grad_norm"} <= set(trainer.meter.means())
+
+
+def test_lazy_penalty_needs_a_penalty():
+    with pytest.raises(UserError, match="--penalty-every 2 needs a gradient penalty"):
+        T.resolve_run_config(
+            C.layered_config(
+                "tiny",
+                overrides={
+                    "corpus": {"corpus": "pydocs"},
+                    "lipschitz": {"kind": "clip"},
+                    "train": {"penalty_every": 2},
+                },
+            ),
+            progress=False,
+        )
+
+
+def test_unigram_init_sets_the_output_bias_to_log_frequencies():
+    ids = _ids(rows=400, high=4)  # symbols 0..3 only
+    trainer = TR.Trainer(_config(unigram_init=True), ids, torch.device("cpu"))
+    bias = trainer.generator.output.bias.detach()
+    counts = np.bincount(ids.ravel(), minlength=VOCAB)
+    expected = np.log((counts + 1) / (counts.sum() + VOCAB))
+    assert np.allclose(bias.numpy(), expected, atol=1e-6)
+    assert torch.equal(trainer.ema.output.bias, bias)  # the average starts from it too
+    plain = TR.Trainer(_config(), ids, torch.device("cpu"))
+    assert torch.count_nonzero(plain.generator.output.bias) == 0
+
+
+def test_eval_schedule_on_a_wall_clock_grid():
+    every_100 = T.EvalSchedule(C.TrainConfig(eval_every=100), 0.0)
+    assert [k for k in range(1, 301) if every_100(k, 0.0)] == [100, 200, 300]
+    timed = T.EvalSchedule(C.TrainConfig(eval_every=1, eval_minutes=0.5), 0.0)
+    due = [t for t in (10.0, 29.9, 30.0, 31.0, 95.0, 100.0, 121.0) if timed(1, t)]
+    assert due == [30.0, 95.0, 121.0]  # one evaluation per passed multiple of 30 s
+    resumed = T.EvalSchedule(C.TrainConfig(eval_minutes=0.5), 70.0)
+    assert not resumed(1, 80.0) and resumed(1, 90.0)
+
+
+def test_a_run_evaluates_at_wall_clock_intervals(tmp_path):
+    overrides = {
+        "corpus": {"corpus": "pydocs", "data_dir": str(tmp_path / "data")},
+        "model": {"dim": 8},
+        "train": {
+            "iters": 40,
+            "eval_every": 1000,
+            "eval_minutes": 0.001,
+            "eval_samples": 16,
+            "run_dir": str(tmp_path / "run"),
+            "ckpt_every": 1000,
+        },
+    }
+    config, prepared = T.resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
+    T.train(config, prepared, progress=False)
+    evals = [r for r in rd.read_rows(tmp_path / "run" / rd.METRICS) if "js4" in r]
+    assert len(evals) >= 3 and evals[-1]["iter"] == 40
+    times = [r["time"] for r in evals[:-1]]
+    grid = [math.floor(t / 0.06) for t in times]
+    assert grid == sorted(set(grid))  # at most one evaluation per 0.06 s interval
