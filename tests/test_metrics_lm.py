@@ -5,7 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from textgan.metrics.lm import KneserNeyLM, line_lengths
+from textgan.errors import UserError
+from textgan.metrics.cache import save_npz
+from textgan.metrics.lm import KneserNeyLM, line_lengths, training_part
 from textgan.vocab import PAD, Vocab, count_symbols, text_to_codes
 
 
@@ -126,3 +128,38 @@ def test_unreadable_cache_is_refit_and_replaced(tmp_path, data):
     lm = KneserNeyLM.for_corpus(prepared, order=3)
     cached, fingerprint = KneserNeyLM.load(tmp_path / "kn3.npz")
     assert fingerprint == "f" and np.array_equal(cached.top_counts, lm.top_counts)
+
+
+def test_the_scorer_and_the_baseline_each_fit_and_cache_their_own_half(tmp_path):
+    ids = np.array([[2, 3, 4, 0], [3, 4, 2, 2], [4, 4, 3, 0], [2, 2, 2, 3], [3, 0, 0, 0]])
+    prepared = SimpleNamespace(train=ids, path=tmp_path, vocab=range(5), fingerprint="f")
+    assert training_part(ids, "scorer").tolist() == ids[[1, 3]].tolist()
+    assert training_part(ids, "baseline").tolist() == ids[[0, 2, 4]].tolist()
+    scorer = KneserNeyLM.for_corpus(prepared, order=3)
+    baseline = KneserNeyLM.for_corpus(prepared, order=3, part="baseline")
+    assert scorer.top_counts.sum() == 4 + 4  # two full lines: no end marker
+    assert baseline.top_counts.sum() == (3 + 1) + (3 + 1) + (1 + 1)  # characters + end
+    for name, lm in (("kn3.npz", scorer), ("kn3-baseline.npz", baseline)):
+        cached, _ = KneserNeyLM.load(tmp_path / name)
+        np.testing.assert_array_equal(cached.top_keys, lm.top_keys)
+
+
+def test_a_cache_fit_on_the_whole_split_is_refit_on_the_scorers_half(tmp_path):
+    """A format-1 kn5.npz holds the model of every training line, the baseline's included."""
+    ids = np.array([[2, 3, 4, 0], [3, 4, 2, 2], [4, 4, 3, 0], [2, 2, 2, 3]], dtype=np.uint8)
+    prepared = SimpleNamespace(train=ids, path=tmp_path, vocab=range(5), fingerprint="f")
+    old = KneserNeyLM.fit(ids, order=3, base=5)
+    meta = {"format": 1, "order": 3, "base": 5, "fingerprint": "f"}
+    save_npz(tmp_path / "kn3.npz", meta, {"keys": old.top_keys, "counts": old.top_counts})
+    lm = KneserNeyLM.for_corpus(prepared, order=3)
+    half = KneserNeyLM.fit(ids[1::2], order=3, base=5)
+    assert lm.top_counts.sum() == half.top_counts.sum() < old.top_counts.sum()
+    np.testing.assert_array_equal(lm.top_keys, half.top_keys)
+    assert KneserNeyLM.load(tmp_path / "kn3.npz")[0].top_counts.sum() == half.top_counts.sum()
+
+
+def test_a_training_split_of_one_line_cannot_be_halved(tmp_path):
+    ids = np.array([[2, 3, 4, 0]], dtype=np.uint8)
+    prepared = SimpleNamespace(train=ids, path=tmp_path, vocab=range(5), fingerprint="f")
+    with pytest.raises(UserError, match="the training split has 1 line: too few to fit"):
+        KneserNeyLM.for_corpus(prepared, order=3)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from textgan.config import MAX_SEED
 from textgan.errors import UserError
 from textgan.models import Generator, ModelConfig
-from textgan.sampling import generate_ids, samples_to_text
+from textgan.sampling import NoiseDraws, generate_ids, samples_to_text, truncated_normal
 from textgan.vocab import PAD, UNK, Vocab
 
 TINY = ModelConfig(vocab_size=9, seq_len=5, dim=8, blocks=1, kernel=3, noise_dim=4)
@@ -16,6 +17,19 @@ TINY = ModelConfig(vocab_size=9, seq_len=5, dim=8, blocks=1, kernel=3, noise_dim
 def gen():
     torch.manual_seed(0)
     return Generator(TINY)
+
+
+@pytest.fixture(scope="module")
+def biased():
+    """A generator whose output at z = 0 is not flat: zero biases would make it positively
+    homogeneous in z (G(az) = a G(z)), so the size of the noise would never change an argmax."""
+    torch.manual_seed(0)
+    g = Generator(TINY)
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    return g
 
 
 def _all(gen, n, **kwargs):
@@ -32,7 +46,8 @@ def test_exactly_n_rows_in_batches_within_the_vocabulary(gen):
 
 def test_argmax_decoding_of_seeded_noise(gen):
     ids = _all(gen, 6, seed=3)
-    z = gen.sample_noise(6, "cpu", torch.Generator().manual_seed(3))
+    z = NoiseDraws(3, TINY.noise_dim).rows(0, 6)
+    assert z.dtype == torch.float32 and abs(float(z.std()) - 1) < 0.5
     with torch.no_grad():
         expected = gen(z).argmax(dim=1).numpy()
     np.testing.assert_array_equal(ids, expected)
@@ -86,11 +101,67 @@ def test_modes_restored_between_batches(gen):
         {"n": 5, "temperature": -1.0},
         {"n": 5, "temperature": math.nan},
         {"n": 5, "batch_size": 0},
+        {"n": 5, "truncation": 0.0},
+        {"n": 5, "truncation": math.inf},
+        {"n": 5, "seed": -1},
+        {"n": 5, "seed": MAX_SEED + 1},
+        {"n": 5, "seed": 2**64},
     ],
 )
 def test_bad_sampling_requests_are_user_errors_at_the_call(gen, kwargs):
     with pytest.raises(UserError):
         generate_ids(gen, **kwargs)  # raised before any iteration
+
+
+@pytest.mark.parametrize("temperature", [None, 1.0])
+def test_a_sample_depends_on_the_seed_and_its_index_not_the_batch_size(gen, temperature):
+    whole = _all(gen, 600, temperature=temperature, seed=7, batch_size=1024)
+    assert len({row.tobytes() for row in whole}) > 100
+    for batch_size in (7, 256, 300):  # inside a draw block, its size, across two blocks
+        got = _all(gen, 600, temperature=temperature, seed=7, batch_size=batch_size)
+        np.testing.assert_array_equal(got, whole)
+    np.testing.assert_array_equal(_all(gen, 50, temperature=temperature, seed=7), whole[:50])
+    assert len(_all(gen, 3, temperature=temperature, seed=MAX_SEED)) == 3
+
+
+def test_no_truncation_and_a_loose_one_change_nothing(biased):
+    plain = _all(biased, 300, seed=2)
+    np.testing.assert_array_equal(_all(biased, 300, seed=2, truncation=None), plain)
+    np.testing.assert_array_equal(_all(biased, 300, seed=2, truncation=50.0), plain)
+    # At τ = 2 only the rows with a component beyond ±2 get new noise, so only they may change.
+    z = NoiseDraws(2, TINY.noise_dim).rows(0, 300)
+    inside = (z.abs() <= 2).all(dim=1).numpy()
+    assert 0.5 < inside.mean() < 1
+    np.testing.assert_array_equal(_all(biased, 300, seed=2, truncation=2.0)[inside], plain[inside])
+
+
+def test_truncated_noise_is_redrawn_inside_and_kept_inside():
+    plain, cut = NoiseDraws(5, 64).rows(0, 500), NoiseDraws(5, 64, truncation=0.5).rows(0, 500)
+    inside = plain.abs() <= 0.5
+    assert cut.abs().max() <= 0.5 and 0.2 < inside.float().mean() < 0.5
+    assert torch.equal(cut[inside], plain[inside])
+    assert (cut[~inside] != plain[~inside]).all()
+
+
+@pytest.mark.parametrize("tau", [0.25, 1.0, 2.5])
+def test_truncated_normal_has_the_moments_of_the_restricted_normal(tau):
+    u = torch.from_numpy(np.random.default_rng(0).random(200_000))
+    z = truncated_normal(u, tau).numpy()
+    pdf = math.exp(-(tau**2) / 2) / math.sqrt(2 * math.pi)
+    mass = math.erf(tau / math.sqrt(2))  # P(|z| <= τ)
+    variance = 1 - 2 * tau * pdf / mass  # of N(0, 1) restricted to [-τ, τ]
+    assert z.min() >= -tau and z.max() <= tau
+    assert abs(z.mean()) < 4 * math.sqrt(variance / len(z))
+    assert z.var() == pytest.approx(variance, rel=0.02)
+
+
+def test_tighter_truncation_gives_fewer_distinct_samples(biased):
+    distinct = [
+        len({row.tobytes() for row in _all(biased, 400, seed=0, truncation=tau)})
+        for tau in (None, 2.0, 1.0, 0.5, 0.25, 0.1)
+    ]
+    assert distinct == sorted(distinct, reverse=True), distinct
+    assert distinct[0] > 50 and distinct[-1] == 1, distinct  # at z ≈ 0: one line
 
 
 def test_samples_to_text_strips_trailing_padding_only():
@@ -111,21 +182,33 @@ def test_samples_to_text_of_generated_ids_keeps_all_but_trailing_padding(gen):
     assert any(k > 0 for k in trailing) and any("_" in t for t in texts)
 
 
-def test_sample_uses_the_weight_average_by_default_and_raw_the_trained_weights(tmp_path):
-    from click.testing import CliRunner
-
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
     import textgan
-    from textgan.checkpoint import EMA_KEY, load_checkpoint
-    from textgan.cli import main
-    from textgan.sampling import build_generator, sample_text
 
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("runs") / "run"
     textgan.fit(
-        {"corpus": "pydocs", "data_dir": str(tmp_path / "data")},
+        {"corpus": "pydocs", "data_dir": str(tmp_path_factory.mktemp("data"))},
         preset="tiny",
         train={"iters": 12, "ckpt_every": 12, "eval_every": 12, "run_dir": str(run)},
     )
-    ckpt = load_checkpoint(run)
+    return run
+
+
+def _sample_cli(run, *flags):
+    from click.testing import CliRunner
+
+    from textgan.cli import main
+
+    args = ["sample", "--run", str(run), "-n", "20", "--seed", "4", "--device", "cpu", *flags]
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_sample_uses_the_weight_average_by_default_and_raw_the_trained_weights(tiny_run):
+    from textgan.checkpoint import EMA_KEY, load_checkpoint
+    from textgan.sampling import build_generator, sample_text
+
+    ckpt = load_checkpoint(tiny_run)
     model = ckpt.config["model"]
 
     def lines_of(weights):
@@ -136,10 +219,23 @@ def test_sample_uses_the_weight_average_by_default_and_raw_the_trained_weights(t
     assert ema != raw  # twelve steps apart, the average and the weights decode differently
 
     def cli(*flags):
-        args = ["sample", "--run", str(run), "-n", "20", "--seed", "4", "--device", "cpu", *flags]
-        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        result = _sample_cli(tiny_run, *flags)
         assert result.exit_code == 0, result.output
         return result.stdout.splitlines()
 
     assert cli() == ema
     assert cli("--raw") == raw
+
+
+def test_sample_truncation_from_the_command_line_and_the_api(tiny_run):
+    import textgan
+
+    result = _sample_cli(tiny_run, "--truncation", "0.5", "--temperature", "0.8")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines == textgan.sample(tiny_run, 20, truncation=0.5, temperature=0.8, seed=4)
+    assert lines != textgan.sample(tiny_run, 20, temperature=0.8, seed=4)
+    plain = _sample_cli(tiny_run).stdout.splitlines()
+    assert plain == textgan.sample(tiny_run, 20, seed=4, truncation=None)
+    bad = _sample_cli(tiny_run, "--truncation", "inf")
+    assert bad.exit_code == 2 and "truncation must be a finite number > 0, got inf" in bad.output

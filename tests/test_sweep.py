@@ -8,7 +8,14 @@ from click.testing import CliRunner
 import textgan
 from textgan.cli import main
 from textgan.scoring import Target, score_lines
-from textgan.sweep import _legend_name, _point_labels, parse_temperatures
+from textgan.sweep import (
+    _curves,
+    _legend_name,
+    _point_labels,
+    _setting_name,
+    parse_temperatures,
+    parse_truncations,
+)
 
 N = 32  # of 317 held-out pydocs lines: fast, and leaves lines for the reverse LM
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -58,12 +65,13 @@ def test_kn5_sweep_writes_its_table_and_figure(data_dir, tmp_path):
     assert result["floor"]["js4"] == floor["floor_js4"]
     assert result["floor"]["reverse_lm_bits"] == floor["floor_reverse_lm_bits"]
     table = (tmp_path / "sweep.md").read_text().splitlines()
-    assert table[2].startswith("| source | T | JS-1 | JS-2 | JS-3 | JS-4 | LM bits |")
+    assert table[2].startswith("| source | T | truncation | JS-1 | JS-2 | JS-3 | JS-4 | LM bits |")
     cells = [line.split(" | ") for line in table[4:7]]
     assert [c[1] for c in cells] == ["0.5", "1.2", ""]
-    assert cells[0][6] == f"{rows[0]['lm_bits']:.4f}"
+    assert [c[2] for c in cells] == ["", "", ""]  # a baseline has no noise to truncate
+    assert cells[0][7] == f"{rows[0]['lm_bits']:.4f}"
     assert cells[2][0] == f"| real ({N} held-out lines)"
-    assert cells[2][5] == f"{floor['floor_js4']:.4f}"
+    assert cells[2][6] == f"{floor['floor_js4']:.4f}"
     assert (tmp_path / "sweep.png").read_bytes().startswith(PNG)
 
 
@@ -85,23 +93,55 @@ def test_a_sweep_set_is_what_sample_baseline_writes(data_dir, tmp_path):
 def test_a_run_and_the_baseline_in_one_sweep(data_dir, run_dir, tmp_path):
     out = tmp_path / "both"
     res = _sweep(
-        data_dir, str(run_dir), "--baseline", "kn5", "--temperatures", "1", "--out", str(out)
+        data_dir,
+        str(run_dir),
+        "--baseline",
+        "kn5",
+        "--temperatures",
+        "1",
+        "--truncations",
+        "0.1,1",
+        "--out",
+        str(out),
     )
     assert res.exit_code == 0, res.output
     result = json.loads((out / "sweep.json").read_text())
-    sets = [(r["source"], r["kind"], r["temperature"]) for r in result["rows"]]
+    sets = [(r["source"], r["kind"], r["temperature"], r["truncation"]) for r in result["rows"]]
     assert sets == [
-        (str(run_dir), "run", "argmax"),
-        (str(run_dir), "run", 1.0),
-        ("kn5", "baseline", 1.0),
+        (str(run_dir), "run", "argmax", None),
+        (str(run_dir), "run", "argmax", 1.0),  # loosest first: the curve leaves plain noise
+        (str(run_dir), "run", "argmax", 0.1),
+        (str(run_dir), "run", 1.0, None),
+        ("kn5", "baseline", 1.0, None),
     ]
+    assert result["truncations"] == [1.0, 0.1]
     assert all(v > 0 for v in result["samples_per_s"].values())
     assert all(0 <= r["js1"] <= 1 and r["lm_bits"] > 0 for r in result["rows"])
-    assert "| argmax |" in (out / "sweep.md").read_text()
+    # Each set is what `textgan sample` writes with the same settings.
+    lines = textgan.sample(run_dir, N, truncation=0.1)
+    report = score_lines(lines, Target(corpus="pydocs", data_dir=data_dir), n=N)
+    assert report["self_bleu4"] == result["rows"][2]["self_bleu4"]
+    table = (out / "sweep.md").read_text()
+    assert "| argmax |  |" in table and "| argmax | 0.1 |" in table and "| 1 |  |" in table
     assert (out / "sweep.png").read_bytes().startswith(PNG)
     # One run alone: the figure goes to RUN/sweep.
     assert _sweep(data_dir, str(run_dir), "--temperatures", "1").exit_code == 0
     assert (run_dir / "sweep" / "sweep.png").is_file()
+
+
+def test_a_runs_curves_are_its_truncations_and_its_temperatures():
+    def row(t, tau=None):
+        return {"temperature": t, "truncation": tau}
+
+    run = [row("argmax"), row("argmax", 1.0), row("argmax", 0.5), row(0.7), row(1.2)]
+    curves = _curves(run)
+    assert [knob for knob, _ in curves] == ["truncation", "temperature"]
+    assert [_setting_name(r) for r in curves[0][1]] == ["argmax", "τ=1", "τ=0.5"]
+    assert [_setting_name(r) for r in curves[1][1]] == ["argmax", "T=0.7", "T=1.2"]
+    assert _curves(run[:3]) == [("truncation", run[:3])]  # --temperatures gave nothing new
+    assert _curves([run[0], *run[3:]]) == [("", [run[0], *run[3:]])]  # no truncations
+    kn5 = [row(0.5), row(1.0)]
+    assert _curves(kn5) == [("", kn5)]
 
 
 @pytest.mark.parametrize("bad", ["0", "-0.5", "nan", "inf", "warm", "0.5,,1", ""])
@@ -113,6 +153,14 @@ def test_bad_temperatures_are_one_line(data_dir, bad):
 
 def test_temperatures_are_sorted_once_each():
     assert parse_temperatures("1.2, 0.5,1,0.5") == [0.5, 1.0, 1.2]
+    assert parse_truncations("0.25,2, 1,2") == [2.0, 1.0, 0.25]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "tight"])
+def test_bad_truncations_are_one_line(data_dir, bad):
+    res = _sweep(data_dir, "kn5", "--truncations", bad)
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("textgan: error: --truncations: ") and res.output.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -157,12 +205,15 @@ def test_sample_baseline_errors_are_one_line(data_dir, args, message):
 
 
 def test_figure_labels_each_point_unless_a_curve_coincides():
-    rows = [{"temperature": t} for t in ("argmax", 0.5, 1.2)]
+    rows = [{"temperature": t} for t in ("argmax", 0.5, 1.2)]  # no truncation key: old sweeps
     span = [3.0, 1.0]  # the figure's ranges of LM and reverse-LM bits
     spread = _point_labels(rows, [1.4, 2.0, 2.5], [3.3, 3.0, 3.0], span)
     assert [label for label, *_ in spread] == ["argmax", "T=0.5", "T=1.2"]
     tight = _point_labels(rows, [4.47, 4.48, 4.49], [3.90, 3.91, 3.92], span)
     assert tight == [("argmax … T=1.2", 4.47, 3.92, -4)]  # one label, written to the left
+    cut = [{"temperature": "argmax", "truncation": t} for t in (None, 2.0, 1.0, 0.25)]
+    grouped = _point_labels(cut, [5.44, 5.43, 5.38, 5.45], [4.85, 4.81, 4.85, 5.08], span)
+    assert grouped == [("argmax … τ=1", 5.38, 4.85, -4), ("τ=0.25", 5.45, 5.08, 4)]
 
 
 def test_figure_legend_names_a_checkpoint_by_its_run():

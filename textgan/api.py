@@ -73,15 +73,20 @@ def sample(
     n: int = 100,
     *,
     temperature: float | None = None,
+    truncation: float | None = None,
     seed: int = 0,
     raw: bool = False,
 ) -> list[str]:
-    """``n`` samples of a run or checkpoint as strings (argmax unless ``temperature``; the
-    weight average unless ``raw``)."""
+    """``n`` samples of a run or checkpoint as strings: argmax unless ``temperature``, from
+    plain noise unless ``truncation`` (noise components beyond ±truncation redrawn inside it:
+    fewer distinct lines as it shrinks), the weight average unless ``raw``. Sample i depends on
+    ``seed`` and i only."""
     from textgan import sampling
 
     generator, vocab, _ = sampling.load_generator(source, raw=raw)
-    batches = sampling.sample_text(generator, vocab, n, temperature=temperature, seed=seed)
+    batches = sampling.sample_text(
+        generator, vocab, n, temperature=temperature, truncation=truncation, seed=seed
+    )
     return [line for batch in batches for line in batch]
 
 

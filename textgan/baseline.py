@@ -1,12 +1,15 @@
-"""The simplest language model as a generator: samples from the Kneser–Ney character n-gram
-model that ``textgan score`` fits on the training split (``textgan.metrics.lm``).
+"""The simplest language model as a generator: samples from a Kneser–Ney character n-gram
+model (``textgan.metrics.lm``) fit on the baseline's half of the training split. The LM score
+is computed by the same kind of model fit on the other half: a baseline scored by the model it
+samples from would be credited with that model's own entropy (docs/metrics.md).
 
 A line is written one id at a time, left to right, from ``P(w | previous order−1 ids)`` with the
 start padding as the first context, exactly the events the model was fit on: drawing PAD ends
 the line (the model's end-of-line marker), and a line stops at the sequence length. With a
 temperature T each step samples from ``P^(1/T)`` renormalized; T → 0 approaches the most likely
-continuation. All rows of a batch advance together, so one step scores ``batch × V`` n-grams in
-one vectorized call.
+continuation. Step t of sample i draws with the uniform of (seed, i, t) (``IndexedDraws``), so a
+sample set is the same whatever the batch size. All rows of a batch advance together, so one
+step scores ``batch × V`` n-grams in one vectorized call.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.metrics.lm import KneserNeyLM
-from textgan.sampling import samples_to_text
+from textgan.metrics.lm import BASELINE_PART, KneserNeyLM
+from textgan.sampling import DECODE, IndexedDraws, check_seed, samples_to_text
 from textgan.vocab import PAD, Vocab, id_dtype
 
 BASELINES = ("kn5",)
@@ -42,8 +45,11 @@ class NgramSampler:
             p = np.exp(logp - logp.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
 
-    def sample(self, n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
-        """``n`` lines of ids, PAD after each line's end."""
+    def sample(self, uniforms: np.ndarray, temperature: float) -> np.ndarray:
+        """One line of ids per row of ``uniforms`` ``(n, seq_len)``, PAD after each line's
+        end: step t of row r takes the symbol where the cumulative probability first exceeds
+        ``uniforms[r, t]`` (inverse CDF)."""
+        n = len(uniforms)
         out = np.full((n, self.seq_len), PAD, dtype=id_dtype(self.lm.base))
         contexts = np.zeros(n, dtype=np.uint64)  # all-PAD start context
         alive = np.ones(n, dtype=bool)
@@ -51,10 +57,8 @@ class NgramSampler:
             rows = np.flatnonzero(alive)
             if len(rows) == 0:
                 break
-            p = self.next_distribution(contexts[rows], temperature)
-            # Inverse-CDF draw per row: one uniform each, vectorized over the batch.
-            cdf = np.cumsum(p, axis=1)
-            u = rng.random(len(rows))[:, None] * cdf[:, -1:]
+            cdf = np.cumsum(self.next_distribution(contexts[rows], temperature), axis=1)
+            u = uniforms[rows, t][:, None] * cdf[:, -1:]
             drawn = np.minimum((cdf < u).sum(axis=1), self.lm.base - 1).astype(np.uint64)
             out[rows, t] = drawn
             alive[rows[drawn == PAD]] = False
@@ -64,17 +68,19 @@ class NgramSampler:
     def batches(
         self, n: int, temperature: float = 1.0, seed: int = 0, batch_size: int = 1024
     ) -> Iterator[np.ndarray]:
-        """``n`` samples in batches of at most ``batch_size`` rows, reproducible from ``seed``."""
+        """``n`` samples in batches of at most ``batch_size`` rows; sample i depends on
+        ``seed`` and i only."""
         if not (np.isfinite(temperature) and temperature > 0):
             raise UserError(f"the temperature must be a positive number, got {temperature}")
+        check_seed(seed)
         # Checked above, at the call; the batches come lazily from the inner generator.
-        return self._stream(n, temperature, np.random.default_rng(seed), batch_size)
+        return self._stream(n, temperature, IndexedDraws(seed, DECODE, self.seq_len), batch_size)
 
     def _stream(
-        self, n: int, temperature: float, rng: np.random.Generator, batch_size: int
+        self, n: int, temperature: float, draws: IndexedDraws, batch_size: int
     ) -> Iterator[np.ndarray]:
         for start in range(0, n, batch_size):
-            yield self.sample(min(batch_size, n - start), temperature, rng)
+            yield self.sample(draws.rows(start, min(n, start + batch_size)), temperature)
 
     def lines(
         self, vocab: Vocab, n: int, temperature: float = 1.0, seed: int = 0, batch_size: int = 1024
@@ -86,9 +92,10 @@ class NgramSampler:
 
 
 def baseline_sampler(name: str, prepared, progress: bool = False) -> NgramSampler:
-    """The sampler of baseline ``name`` (``kn5``) fit on a prepared corpus's training split."""
+    """The sampler of baseline ``name`` (``kn5``) fit on the baseline's half of a prepared
+    corpus's training split (the scoring LM is fit on the other half)."""
     if name not in BASELINES:
         raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     order = int(name[2:])
-    lm = KneserNeyLM.for_corpus(prepared, order=order, progress=progress)
+    lm = KneserNeyLM.for_corpus(prepared, order=order, progress=progress, part=BASELINE_PART)
     return NgramSampler(lm, prepared.seq_len)

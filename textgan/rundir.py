@@ -153,7 +153,10 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
                 os.chmod(tmp, stat.S_IMODE(status.st_mode))
             os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        # A read-only file system refuses even the unlink of a file never created (EROFS,
+        # not ENOENT); that must not replace the one-line error of the write itself.
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,7 +1,9 @@
 """Loading a trained generator and decoding its output to ids and strings: argmax (the
-paper's) or temperature sampling.
+paper's) or temperature sampling, from plain or truncated noise.
 
-Generation streams in batches, so a million samples never sit in memory at once.
+Every random number is a function of the seed and the sample's index alone (``IndexedDraws``):
+sample i is the same line whatever the batch size, the device or the number of samples asked
+for. Generation streams in batches, so a million samples never sit in memory at once.
 """
 
 from __future__ import annotations
@@ -16,35 +18,104 @@ import torch
 from torch import nn
 
 from textgan.checkpoint import EMA_KEY, Checkpoint, load_checkpoint
-from textgan.config import ModelConfig, build
+from textgan.config import MAX_SEED, ModelConfig, build
 from textgan.devices import pick_device
 from textgan.errors import UserError, first_line
 from textgan.models import Generator
 from textgan.vocab import Vocab, id_dtype
 
 _NUL = "\0"  # never in decoded text (the corpus reader refuses NUL), so it can mark PAD
+# Sample indices are drawn in blocks of this many, each block from its own seeded stream: a
+# stream per index would cost a seeding per sample. Changing it changes every seeded sample.
+DRAW_BLOCK = 256
+# The independent streams of a seed: the noise, the redraws of truncated noise components, and
+# the uniforms that pick each position's symbol (a generator's and the n-gram baseline's).
+NOISE, REDRAW, DECODE = 0, 1, 2
+
+
+class IndexedDraws:
+    """``width`` random numbers per sample index (standard normal or uniform in [0, 1)), a
+    function of (seed, stream, index) alone: any batching of the indices gets the same rows."""
+
+    def __init__(self, seed: int, stream: int, width: int, normal: bool = False) -> None:
+        check_seed(seed)
+        self.seed, self.stream, self.width, self.normal = seed, stream, width, normal
+        self._block: tuple[int, np.ndarray] | None = None  # the last block, for the next batch
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """``(stop - start, width)`` draws of sample indices ``start .. stop-1``."""
+        first, last = start // DRAW_BLOCK, (stop - 1) // DRAW_BLOCK
+        blocks = np.concatenate([self._draw(k) for k in range(first, last + 1)])
+        offset = start - first * DRAW_BLOCK
+        return blocks[offset : offset + stop - start]
+
+    def _draw(self, block: int) -> np.ndarray:
+        if self._block is None or self._block[0] != block:
+            rng = np.random.default_rng([self.seed, self.stream, block])
+            shape = (DRAW_BLOCK, self.width)
+            values = rng.standard_normal(shape) if self.normal else rng.random(shape)
+            self._block = block, values
+        return self._block[1]
+
+
+def check_seed(seed: int) -> None:
+    """UserError unless ``seed`` is an integer in 0..MAX_SEED, the range every command takes."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int | np.integer)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise UserError(f"the seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+
+
+def _check_positive(value: float | None, what: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UserError(f"the {what} must be a finite number > 0, got {value}")
+
+
+class NoiseDraws:
+    """The generator's input of each sample index: ``z ~ N(0, I)``, or with a ``truncation``
+    τ the truncation trick of BigGAN (Brock et al. 2019): each component beyond ±τ is redrawn
+    from the normal distribution restricted to [-τ, τ]. Components inside keep their value,
+    so no truncation and a loose one give the same noise wherever nothing lay beyond τ."""
+
+    def __init__(self, seed: int, dim: int, truncation: float | None = None) -> None:
+        self.normal = IndexedDraws(seed, NOISE, dim, normal=True)
+        self.redraw = IndexedDraws(seed, REDRAW, dim)
+        self.truncation = truncation
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """``(stop - start, dim)`` float32 noise of sample indices ``start .. stop-1``."""
+        z = torch.from_numpy(self.normal.rows(start, stop))
+        if self.truncation is not None:
+            outside = z.abs() > self.truncation
+            if outside.any():
+                u = torch.from_numpy(self.redraw.rows(start, stop))
+                z = torch.where(outside, truncated_normal(u, self.truncation), z)
+        return z.float()
+
+
+def truncated_normal(u: torch.Tensor, tau: float) -> torch.Tensor:
+    """The standard normal restricted to [-τ, τ] at uniforms ``u`` (its inverse CDF)."""
+    low = torch.special.ndtr(torch.tensor(-tau, dtype=torch.float64))
+    return torch.special.ndtri(low + u.double() * (1 - 2 * low)).clamp(-tau, tau)
 
 
 def _decode_batch(
-    generator: nn.Module,
-    b: int,
-    temperature: float | None,
-    rng: torch.Generator,
-    device: torch.device,
+    generator: nn.Module, z: torch.Tensor, temperature: float | None, uniforms: torch.Tensor | None
 ) -> torch.Tensor:
-    """``(b, L)`` ids from one batch of noise."""
+    """``(b, L)`` ids of one batch of noise: argmax, or with a temperature the symbol whose
+    cumulative probability first exceeds each position's uniform (inverse CDF)."""
     was_training = generator.training
     generator.eval()
     try:
         with torch.inference_mode():
-            logits = generator.logits(generator.sample_noise(b, device, rng))
+            logits = generator.logits(z)
             if temperature is None:
                 return logits.argmax(dim=1)
-            # One categorical draw per position: rows are (sample, position), columns symbols.
-            v, length = logits.shape[1], logits.shape[2]
-            probs = torch.softmax(logits.float() / temperature, dim=1)
-            flat = probs.transpose(1, 2).reshape(b * length, v)
-            return torch.multinomial(flat, 1, generator=rng).view(b, length)
+            cdf = torch.softmax(logits.float() / temperature, dim=1).cumsum(dim=1)
+            drawn = (cdf < uniforms[:, None, :] * cdf[:, -1:, :]).sum(dim=1)
+            return drawn.clamp(max=logits.shape[1] - 1)  # rounding can leave u above the sum
     finally:
         generator.train(was_training)
 
@@ -56,22 +127,25 @@ def generate_ids(
     temperature: float | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    truncation: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield ``(b, L)`` id batches, ``n`` rows in all, from ``generator`` (on ``device``).
 
     Each position is the argmax of the softmax (the paper's decoding) or, with ``temperature``
-    T, a draw from ``softmax(logits / T)``. ``seed`` fixes the noise and the draws. Gradients are
-    off and the generator is in eval mode only while a batch is computed, so the caller's modes
-    are untouched between batches.
+    T, a draw from ``softmax(logits / T)``; ``truncation`` τ redraws noise components beyond ±τ
+    (``NoiseDraws``). Row i depends on ``seed`` and i only, never on ``batch_size``. Gradients
+    are off and the generator is in eval mode only while a batch is computed, so the caller's
+    modes are untouched between batches.
     """
     if n < 1:
         raise UserError(f"the number of samples must be at least 1, got {n}")
     if batch_size < 1:
         raise UserError(f"the batch size must be at least 1, got {batch_size}")
-    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
-        raise UserError(f"the temperature must be a finite number > 0, got {temperature}")
+    _check_positive(temperature, "temperature")
+    _check_positive(truncation, "truncation")
+    check_seed(seed)
     # Checked above, at the call; the batches come lazily from the inner generator.
-    return _stream(generator, n, batch_size, temperature, seed, torch.device(device))
+    return _stream(generator, n, batch_size, temperature, truncation, seed, torch.device(device))
 
 
 def _stream(
@@ -79,14 +153,21 @@ def _stream(
     n: int,
     batch_size: int,
     temperature: float | None,
+    truncation: float | None,
     seed: int,
     device: torch.device,
 ) -> Iterator[np.ndarray]:
-    rng = torch.Generator(device=device).manual_seed(seed)
-    dtype = id_dtype(generator.cfg.vocab_size)
+    cfg = generator.cfg
+    noise = NoiseDraws(seed, cfg.noise_dim, truncation)
+    decode = IndexedDraws(seed, DECODE, cfg.seq_len)
+    dtype = id_dtype(cfg.vocab_size)
     for start in range(0, n, batch_size):
-        ids = _decode_batch(generator, min(batch_size, n - start), temperature, rng, device)
-        yield ids.cpu().numpy().astype(dtype)
+        stop = min(n, start + batch_size)
+        z = noise.rows(start, stop).to(device)
+        u = None
+        if temperature is not None:
+            u = torch.from_numpy(decode.rows(start, stop)).float().to(device)
+        yield _decode_batch(generator, z, temperature, u).cpu().numpy().astype(dtype)
 
 
 def samples_to_text(ids: np.ndarray, vocab: Vocab, pad: str = "") -> list[str]:
@@ -144,12 +225,20 @@ def sample_text(
     n: int,
     *,
     temperature: float | None = None,
+    truncation: float | None = None,
     seed: int = 0,
     batch_size: int = 1024,
 ) -> Iterator[list[str]]:
-    """``n`` samples as strings, one list per batch (trailing padding removed)."""
+    """``n`` samples as strings, one list per batch (trailing padding removed); argmax unless
+    ``temperature``, untruncated noise unless ``truncation`` (see ``generate_ids``)."""
     device = next(generator.parameters()).device
     for ids in generate_ids(
-        generator, n, batch_size=batch_size, temperature=temperature, seed=seed, device=device
+        generator,
+        n,
+        batch_size=batch_size,
+        temperature=temperature,
+        seed=seed,
+        device=device,
+        truncation=truncation,
     ):
         yield samples_to_text(ids, vocab)

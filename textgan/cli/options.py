@@ -19,10 +19,19 @@ from typing import Any
 
 import click
 
+from textgan.config import MAX_SEED
 from textgan.errors import UserError
 from textgan.settings import SettingError, declared, field_type, flag_of
 
 Presets = Mapping[str, Mapping[str, Mapping[str, Any]]]
+# The run config's bound: every --seed takes what `train --seed` takes, and nothing that
+# overflows a random stream's 64-bit seed.
+SEED = click.IntRange(0, MAX_SEED)
+
+
+def seed_option(help: str) -> Callable[[Callable], Callable]:
+    """``--seed`` as every hand-written command takes it: an integer in 0..MAX_SEED, default 0."""
+    return click.option("--seed", type=SEED, default=0, show_default=True, help=help)
 
 
 @dataclass(frozen=True)

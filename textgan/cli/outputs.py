@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from textgan.cli.base import main
+from textgan.cli.options import seed_option
 from textgan.errors import UserError
 
 if TYPE_CHECKING:
@@ -47,12 +48,11 @@ def _generation_options(command):
     help="Sample each position from softmax(logits / T) [argmax, as the paper].",
 )
 @click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seed of the noise (and of temperature sampling).",
+    "--truncation",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Redraw noise components beyond ±TAU inside it: less diverse as TAU shrinks [none].",
 )
+@seed_option("Seed of the noise and of temperature sampling (sample i depends on it and i).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here (atomically) [stdout].")
 @_generation_options
 @click.option(
@@ -68,6 +68,7 @@ def sample(
     corpus: str | None,
     data_dir: str,
     temperature: float | None,
+    truncation: float | None,
     seed: int,
     out: str | None,
     batch_size: int,
@@ -83,6 +84,8 @@ def sample(
     if baseline is not None or corpus is not None:
         if run_dir or checkpoint or model:
             raise UserError("give either --baseline or --run/--checkpoint/--model, not both")
+        if truncation is not None:
+            raise UserError("--truncation acts on a generator's noise; a baseline has none")
         write_lines(
             baseline_lines(baseline, corpus, data_dir, n, temperature, seed, batch_size, progress),
             out,
@@ -100,7 +103,13 @@ def sample(
         generator, vocab, _ = sampling.load_generator(source, device, raw=raw)
     check_sample_memory(generator.cfg, min(n, batch_size), next(generator.parameters()).device)
     batches = sampling.sample_text(
-        generator, vocab, n, temperature=temperature, seed=seed, batch_size=batch_size
+        generator,
+        vocab,
+        n,
+        temperature=temperature,
+        truncation=truncation,
+        seed=seed,
+        batch_size=batch_size,
     )
     write_lines(batches, out)
 
@@ -163,13 +172,7 @@ def write_lines(batches: Iterable[list[str]], out: str | None) -> None:
     show_default=True,
     help="Sequence length of --reference.",
 )
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**64 - 1),
-    default=0,
-    show_default=True,
-    help="Seed of the real held-out lines (64 bits).",
-)
+@seed_option("Seed of the real held-out lines.")
 @click.option("--data-dir", default="data", show_default=True, help="Folder of corpus caches.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--real", is_flag=True, help="Score N real held-out lines only: the floor.")
@@ -260,14 +263,18 @@ def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
     help="Comma-separated temperatures, each > 0 (runs are also sampled by argmax).",
 )
 @click.option(
+    "--truncations",
+    default="2,1,0.5,0.25,0.1",
+    show_default=True,
+    help="Comma-separated noise truncations, each > 0: a run's argmax curve.",
+)
+@click.option(
     "-n",
     "n",
     type=click.IntRange(min=1),
     help="Samples per temperature (and real lines) [640, at most half the held-out split].",
 )
-@click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of all draws."
-)
+@seed_option("Seed of all draws.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder [RUN/sweep, or ./sweep].")
 @click.option("--data-dir", default="data", show_default=True, help="Folder of corpus caches.")
 @_generation_options
@@ -277,6 +284,7 @@ def sweep(
     baselines: tuple[str, ...],
     corpus: str,
     temperatures: str,
+    truncations: str,
     n: int | None,
     seed: int,
     out: str | None,
@@ -286,21 +294,28 @@ def sweep(
     progress: bool,
 ) -> None:
     """Quality against diversity: sample each SOURCE (a run directory, a checkpoint or kn5) at
-    each temperature, score every set against one corpus and write sweep.json, sweep.md and
-    sweep.png (LM score against reverse LM score, a curve per source, the real lines' point)."""
-    from pathlib import Path
-
+    each setting, score every set against one corpus and write sweep.json, sweep.md and
+    sweep.png (LM score against reverse LM score, the real lines' point, and a curve per source
+    and knob: a run's argmax over --truncations and its --temperatures, kn5's temperatures)."""
+    from textgan.plots.style import ensure_writable_dir
     from textgan.scoring import Target
-    from textgan.sweep import open_sources, parse_temperatures, run_sweep, write_sweep
+    from textgan.sweep import (
+        default_out,
+        open_sources,
+        parse_temperatures,
+        parse_truncations,
+        run_sweep,
+        write_sweep,
+    )
 
-    temps = parse_temperatures(temperatures)
-    target = Target(corpus=corpus, data_dir=data_dir)
+    temps, truncs = parse_temperatures(temperatures), parse_truncations(truncations)
     names = [*sources, *baselines]
+    # Checked before the minutes of fitting, sampling and scoring, not after them.
+    folder = ensure_writable_dir(out or default_out(names), "the sweep")
+    target = Target(corpus=corpus, data_dir=data_dir)
     opened = open_sources(names, target, device, batch_size, progress)
-    result = run_sweep(opened, temps, target, n, seed, progress)
-    runs = [s.name for s in opened if s.kind == "run"]
-    default = Path(runs[0]) / "sweep" if len(opened) == 1 and runs else Path("sweep")
-    for path in write_sweep(result, out or default):
+    result = run_sweep(opened, temps, target, n, seed, progress, truncs)
+    for path in write_sweep(result, folder):
         click.echo(path)
 
 

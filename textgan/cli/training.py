@@ -21,6 +21,7 @@ from textgan.cli.options import (
     flag_errors,
     flag_names,
     section_values,
+    seed_option,
 )
 from textgan.corpus import CorpusConfig
 from textgan.loggers import LOGGERS, check_loggers
@@ -204,7 +205,7 @@ def study() -> None:
 @click.option("--iters", type=int, help="Also stop each run at this iteration [the preset's].")
 @click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
 @click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed shared by all runs.")
+@seed_option("Seed shared by all runs.")
 @click.option(
     "--device",
     default="auto",

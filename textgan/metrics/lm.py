@@ -1,7 +1,10 @@
 """An interpolated Kneser–Ney character n-gram language model (order 5 by default), vectorized.
 
 **LM score** of samples: the mean negative log-likelihood per character (nats, and bits) of the
-samples under this model fit on the training split — lower means more fluent text. **Reverse LM
+samples under this model fit on one half of the training split (``SCORER_PART``) — lower means
+more fluent text. The n-gram baseline is fit on the other half (``BASELINE_PART``): sampled from
+p and scored by p, it would be credited with p's own entropy, while every other source pays the
+cross-entropy (docs/metrics.md says what the halves cost). **Reverse LM
 score**: the same model fit on the samples, scoring real held-out lines — lower means the samples
 cover the real data better (a generator that repeats one good line scores well on the first and
 badly on the second).
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from textgan.errors import UserError
 from textgan.metrics.cache import (
     UNREADABLE_CACHE,
     check_counts,
@@ -43,8 +47,22 @@ from textgan.metrics.ngrams import add_part, check_order, merge_counts, unique_c
 from textgan.vocab import PAD
 
 ORDER = 5
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fit on one half of the training split (1: on all of it)
 CHUNK_ROWS = 1 << 18
+# The two halves of the training split, by row parity (the split is already in random order).
+SCORER_PART, BASELINE_PART = "scorer", "baseline"
+PARTS = {SCORER_PART: slice(1, None, 2), BASELINE_PART: slice(0, None, 2)}
+
+
+def training_part(train: np.ndarray, part: str) -> np.ndarray:
+    """The rows of the training split that fit the model of ``part`` (scorer or baseline)."""
+    rows = np.atleast_2d(np.asarray(train))[PARTS[part]]
+    if len(rows) == 0:
+        raise UserError(
+            f"the training split has {len(train)} line: too few to fit the scoring language "
+            "model and the baseline on separate halves; give a corpus of two lines or more"
+        )
+    return rows
 
 
 def line_lengths(ids: np.ndarray) -> np.ndarray:
@@ -161,10 +179,13 @@ class KneserNeyLM:
         return cls(keys, counts, base, order), str(meta["fingerprint"])
 
     @classmethod
-    def for_corpus(cls, prepared: Any, order: int = ORDER, progress: bool = False) -> KneserNeyLM:
-        """The model of ``prepared.train``, cached as ``kn<order>.npz`` (``kn5.npz``) beside the
-        corpus."""
-        path = Path(prepared.path) / f"kn{order}.npz"
+    def for_corpus(
+        cls, prepared: Any, order: int = ORDER, progress: bool = False, part: str = SCORER_PART
+    ) -> KneserNeyLM:
+        """The model of the ``part`` half of ``prepared.train`` (``training_part``), cached
+        beside the corpus as ``kn<order>.npz`` (the scorer's) or ``kn<order>-baseline.npz``."""
+        suffix = "" if part == SCORER_PART else f"-{part}"
+        path = Path(prepared.path) / f"kn{order}{suffix}.npz"
         base = len(prepared.vocab)
         if path.is_file():
             try:
@@ -173,7 +194,7 @@ class KneserNeyLM:
                     return lm
             except UNREADABLE_CACHE:
                 pass  # unreadable or old cache: refit below
-        lm = cls.fit(prepared.train, order, base, progress)
+        lm = cls.fit(training_part(prepared.train, part), order, base, progress)
         save_cache(lambda: lm.save(path, prepared.fingerprint), path)
         return lm
 

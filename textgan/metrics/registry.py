@@ -4,10 +4,10 @@ A metric is a function ``compute(batch, **needs) -> {key: value}`` registered wi
 ``@register_metric(*keys, needs=(...))``. ``batch`` holds the rows scored (N samples, or the N
 real held-out lines of the floor); ``needs`` names what else it uses of the corpus, from
 ``Resources``: ``train`` (training rows), ``heldout`` (held-out rows), ``vocab``, ``ngrams``
-(the ``ReferenceNgrams`` of the training rows), ``lm`` (the ``KneserNeyLM`` of the training
-rows), or a resource derived from those with ``@register_resource``. A metric receives exactly
-what it declares, and is computed once for the samples and once for the real lines: every value
-comes with its floor.
+(the ``ReferenceNgrams`` of the training rows), ``lm`` (the ``KneserNeyLM`` of the scorer's
+half of the training rows), or a resource derived from those with ``@register_resource``. A
+metric receives exactly what it declares, and is computed once for the samples and once for the
+real lines: every value comes with its floor.
 
 Adding a metric is one file (the measure, on id arrays) and one registration below; the score
 report, its table and the training-time evaluator read this registry. Keys are declared for
@@ -154,7 +154,7 @@ def js_words(batch: Batch, train_words: KnownWords) -> dict[str, Value]:
 
 @register_metric("lm_nats", "lm_bits", needs=("lm",))
 def lm(batch: Batch, lm: KneserNeyLM) -> dict[str, Value]:
-    """NLL per character under the training text's language model (textgan.metrics.lm)."""
+    """NLL per character under the scoring language model (textgan.metrics.lm)."""
     return _nats_and_bits("lm", lm.nll(batch.ids)[0])
 
 

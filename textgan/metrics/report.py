@@ -20,7 +20,7 @@ import numpy as np
 from textgan.errors import UserError
 from textgan.memory import memory_limit
 from textgan.metrics.evaluator import corpus_resources
-from textgan.metrics.lm import ORDER, KneserNeyLM
+from textgan.metrics.lm import ORDER, SCORER_PART, KneserNeyLM, training_part
 from textgan.metrics.ngrams import MAX_ORDER, check_order, largest_base
 from textgan.metrics.reference import ReferenceNgrams, subset_rows
 from textgan.metrics.registry import (
@@ -159,7 +159,7 @@ class Scorer:
             heldout=lambda: heldout,
             vocab=lambda: vocab,
             ngrams=lambda: ReferenceNgrams.build(train, max_n, len(vocab)),
-            lm=lambda: KneserNeyLM.fit(train, base=len(vocab)),
+            lm=lambda: KneserNeyLM.fit(training_part(train, SCORER_PART), base=len(vocab)),
         )
         return cls(name, resources)
 

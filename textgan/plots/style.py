@@ -11,15 +11,15 @@ from textgan.errors import UserError
 from textgan.rundir import atomic_open, probe_write
 
 
-def ensure_writable_dir(out: str | Path) -> Path:
-    """Create ``out`` if needed; UserError if it cannot be written to."""
+def ensure_writable_dir(out: str | Path, what: str = "plots") -> Path:
+    """Create ``out`` if needed; UserError naming ``what`` if it cannot be written to."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe_write(out)
     except OSError as err:
         raise UserError(
-            f"cannot write plots to {out} ({err.strerror or err}); choose another --out"
+            f"cannot write {what} to {out} ({err.strerror or err}); choose another --out"
         ) from None
     return out
 
