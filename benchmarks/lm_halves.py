@@ -5,7 +5,8 @@ Sampled from p and scored by p, the baseline gets p's own entropy; every other s
 cross-entropy against p. This prints the LM score (bits/char) of baseline samples at T = 1 and
 of N real held-out lines (the floor) under four schemes: baseline and scorer fit on the whole
 split (the old self-scoring), on the same or on the other half, plus what a scorer's own lines
-get under it (a source that copied training lines would get that much).
+get under it (a source that copied training lines would get that much), and the JS-4 and
+known words of the baseline fit on all of the split and on its half.
 
     python benchmarks/lm_halves.py --corpus ../shared/corpora/gbw-heldout --seeds 0,1,2,3,4
 """
@@ -22,6 +23,7 @@ import textgan
 from textgan.baseline import NgramSampler
 from textgan.metrics.lm import BASELINE_PART, SCORER_PART, KneserNeyLM, training_part
 from textgan.metrics.reference import PAPER_N_SAMPLES, subset_rows
+from textgan.scoring import Target, make_scorer, score_lines
 
 BITS = 1 / math.log(2)
 
@@ -37,6 +39,26 @@ def _baseline_bits(
     sampler = NgramSampler(fit, seq_len)
     values = [_bits(scorer, np.concatenate(list(sampler.batches(n, 1.0, seed=s)))) for s in seeds]
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _other_measures(lms: dict, args, prepared, n: int, seeds: list[int]) -> None:
+    """JS-4 and known words of the baseline's samples at T = 1, fit on all and on half A."""
+    target = Target(corpus=args.corpus, data_dir=args.data_dir)
+    scorer = make_scorer(target, n, 4, 0, None, False)
+    print("\n| baseline fit on | JS-4 | known words |\n|---|---:|---:|")
+    for fit in ("all", "half A"):
+        sampler = NgramSampler(lms[fit], prepared.seq_len)
+        reports = [
+            score_lines(
+                [line for b in sampler.lines(prepared.vocab, n, 1.0, s) for line in b],
+                target,
+                n=n,
+                scorer=scorer,
+            )
+            for s in seeds
+        ]
+        cells = [statistics.mean(r[k] for r in reports) for k in ("js4", "word_known")]
+        print(f"| {fit} | {cells[0]:.3f} | {cells[1]:.3f} |")
 
 
 def main() -> None:
@@ -72,6 +94,7 @@ def main() -> None:
         print(f"| {fit} | {scorer} | {mean:.3f} ± {sd:.3f} | {floor:.3f} |")
     own = half_b[subset_rows(len(half_b), n, 0)]
     other = half_a[subset_rows(len(half_a), n, 0)]
+    _other_measures(lms, args, prepared, n, seeds)
     print(
         f"\nScorer fit on half B: {n} of its own lines {_bits(lms['half B'], own):.3f} bits/char,"
         f" {n} lines of half A {_bits(lms['half B'], other):.3f}, "
