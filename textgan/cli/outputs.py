@@ -272,7 +272,7 @@ def plot(run_dirs: tuple[str, ...], out: str | None) -> None:
     "-n",
     "n",
     type=click.IntRange(min=1),
-    help="Samples per temperature (and real lines) [640, at most half the held-out split].",
+    help="Samples per set (and real lines) [640, at most half the held-out split].",
 )
 @seed_option("Seed of all draws.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder [RUN/sweep, or ./sweep].")
