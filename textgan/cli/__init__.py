@@ -7,8 +7,20 @@ imports (torch, datasets) happen inside the commands, so ``textgan --help`` answ
 """
 
 from textgan.cli.base import main
+from textgan.cli.demo import demo
 from textgan.cli.hub import export, push
 from textgan.cli.outputs import plot, sample, score
 from textgan.cli.training import prepare, study, train
 
-__all__ = ["export", "main", "plot", "prepare", "push", "sample", "score", "study", "train"]
+__all__ = [
+    "demo",
+    "export",
+    "main",
+    "plot",
+    "prepare",
+    "push",
+    "sample",
+    "score",
+    "study",
+    "train",
+]

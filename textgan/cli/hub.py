@@ -53,13 +53,23 @@ def _run_command(run_dir: str) -> str:
 @click.option("--out", required=True, type=click.Path(), help="New folder for the model.")
 @click.option("--raw", is_flag=True, help="Export the trained weights, not their EMA average.")
 @click.option("--name", help="Model name on its card [the --out folder's name].")
-def export(run_dir: str, checkpoint: str | None, out: str, raw: bool, name: str | None) -> None:
+@click.option(
+    "--space",
+    is_flag=True,
+    help="Also app.py, requirements.txt and the Space front matter: the folder runs as a "
+    "Hugging Face Space showing the demo page (needs the demo extra).",
+)
+def export(
+    run_dir: str, checkpoint: str | None, out: str, raw: bool, name: str | None, space: bool
+) -> None:
     """Write a run's generator as a Hugging Face model folder: config.json, model.safetensors,
     vocab.json and a model card (README.md) with the run's numbers."""
     from textgan.export import export_run
+    from textgan.space import export_space
 
     command = _run_command(run_dir)
-    path = export_run(run_dir, out, checkpoint=checkpoint, raw=raw, name=name, command=command)
+    write = export_space if space else export_run
+    path = write(run_dir, out, checkpoint=checkpoint, raw=raw, name=name, command=command)
     click.echo(path)
 
 
