@@ -228,6 +228,12 @@ def _cli(*args, cwd=None):
     )
 
 
+def _assert_one_line_error(res, message):
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("textgan: error: ") and message in res.stderr
+    assert res.stderr.count("\n") == 1
+
+
 def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
@@ -237,7 +243,259 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
         (["--out", tmp_path / "full"], "already exists and is not empty"),
         (["--diag-every", "0"], "diag_every must be at least 1"),
     ):
-        res = _cli("study", "lipschitz", "--corpus", "pydocs", *args, cwd=tmp_path)
-        assert res.returncode == 2, res.stderr
-        assert res.stderr.startswith("textgan: error: ") and message in res.stderr
-        assert res.stderr.count("\n") == 1
+        _assert_one_line_error(
+            _cli("study", "lipschitz", "--corpus", "pydocs", *args, cwd=tmp_path), message
+        )
+
+
+# -- recipes ---------------------------------------------------------------------------------
+
+
+def test_recipe_specs_parse_to_layers(tmp_path):
+    from textgan.study_recipes import parse_named_recipe
+
+    fast = parse_named_recipe("fast=small:train.critic_iters=2, model.dim=64,lipschitz.kind=clip")
+    assert (fast.name, fast.preset, fast.config_file) == ("fast", "small", None)
+    assert fast.changes == {
+        "train": {"critic_iters": 2},
+        "model": {"dim": 64},
+        "lipschitz": {"kind": "clip"},
+    }
+    layers = fast.layers({"train": {"seed": 3}})
+    assert layers["train"]["critic_iters"] == 2 and layers["train"]["lr"] == 3e-4  # small's lr
+    assert layers["train"]["seed"] == 3 and layers["model"] == {"dim": 64, "blocks": 2}
+    assert fast.sections() == {
+        "train": {"critic_iters": 2, "preset": "small"},
+        "model": {"dim": 64},
+        "lipschitz": {"kind": "clip"},
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"train": {"preset": "tiny", "lr": 2e-3}, "model": {"dim": 8}}))
+    from_file = parse_named_recipe(f"mine={path}:train.ema_decay=0,train.lr_gen=null")
+    layers = from_file.layers()
+    assert layers["train"]["preset"] == "tiny" and layers["train"]["iters"] == 400
+    assert layers["train"]["lr"] == 2e-3 and layers["train"]["ema_decay"] == 0
+    assert layers["train"]["lr_gen"] is None and layers["model"]["dim"] == 8
+    assert from_file.sections()["train"] == {
+        "preset": "tiny",
+        "lr": 2e-3,
+        "ema_decay": 0,
+        "lr_gen": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("small", "is not NAME=SPEC"),
+        ("a b=small", "must be a plain folder name"),
+        ("a=large", "'large' is neither a preset"),
+        ("a=small:critic_iters=2", "is not SECTION.FIELD=VALUE"),
+        ("a=small:train.critic_itrs=2", "unknown field train.critic_itrs"),
+        ("a=small:train.critic_iters=two", "train.critic_iters must be a int, got 'two'"),
+        ("a=small:train.seed=1", "train.seed is set by the study for every run"),
+        ("a=small:corpus.corpus=x", "corpus.corpus is set by the study"),
+    ],
+)
+def test_bad_recipes_are_refused(text, message):
+    from textgan.study_recipes import parse_named_recipe
+
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        parse_named_recipe(text)
+
+
+def test_parse_numbers():
+    from textgan.study_recipes import parse_numbers
+
+    assert parse_numbers(" 0, 1,", int, "--seeds") == (0, 1)
+    assert parse_numbers("0.7,0.55", float, "--targets") == (0.7, 0.55)
+    for text, message in (("a", "comma-separated ints"), ("", "is empty"), ("1,1", "twice")):
+        with pytest.raises(UserError, match=message):
+            parse_numbers(text, int, "--seeds")
+    with pytest.raises(UserError, match="finite"):
+        parse_numbers("nan", float, "--targets")
+
+
+# -- time to quality -------------------------------------------------------------------------
+
+
+def test_minutes_to_target_is_the_first_evaluation_at_or_below_it():
+    from textgan.study_report import minutes_to, spread
+
+    evals = [
+        {"time": 30.0, "js4": 0.5, "ema_js4": 0.9},
+        {"time": 60.0, "js4": 0.5, "ema_js4": 0.7},
+        {"time": 90.0, "js4": 0.5, "ema_js4": 0.8},
+        {"time": 120.0, "js4": 0.5, "ema_js4": 0.6},
+    ]
+    assert minutes_to(evals, 0.8) == 1.0 and minutes_to(evals, 0.7) == 1.0
+    assert minutes_to(evals, 0.65) == 2.0 and minutes_to(evals, 0.5) is None
+    raw = [{"time": 6.0, "js4": 0.4}]  # EMA off: the raw generator's JS-4
+    assert minutes_to(raw, 0.5) == pytest.approx(0.1)
+    assert spread([1.0, 3.0]) == {"mean": 2.0, "min": 1.0, "max": 3.0, "reached": 2, "of": 2}
+    assert spread([1.0, None]) == {"mean": None, "min": 1.0, "max": 1.0, "reached": 1, "of": 2}
+
+
+def _compare_result():
+    machine = {
+        "cpu": "CPU X",
+        "usable_cores": 2,
+        "platform": "Linux",
+        "torch": "2.13",
+        "runs_at_once": 2,
+        "threads_per_run": 1,
+    }
+    run = {
+        "status": "ok",
+        "iterations": 50,
+        "iters_per_second": 8.25,
+        "js4": 0.9,
+        "ema_js4": 0.8,
+    }
+    return {
+        "settings": {
+            "corpus": "pydocs",
+            "minutes": 2.0,
+            "eval_minutes": 0.5,
+            "eval_samples": 317,
+            "seeds": [0, 1],
+            "targets": [0.9, 0.7],
+        },
+        "machine": machine,
+        "ema": True,
+        "floors": {"js4": 0.41},
+        "runs": [
+            {**run, "run": "a-s0", "recipe": "a", "seed": 0, "minutes_to_target": [0.5, None]},
+            {**run, "run": "a-s1", "recipe": "a", "seed": 1, "minutes_to_target": [1.0, 1.5]},
+        ],
+        "recipes": [
+            {
+                "recipe": "a",
+                "minutes_to_target": [
+                    {"mean": 0.75, "min": 0.5, "max": 1.0, "reached": 2, "of": 2},
+                    {"mean": None, "min": 1.5, "max": 1.5, "reached": 1, "of": 2},
+                ],
+                "quality": {"mean": 0.8, "min": 0.8, "max": 0.8, "reached": 2, "of": 2},
+                "iters_per_second": {"mean": 8.25, "min": 8.0, "max": 8.5, "reached": 2, "of": 2},
+            }
+        ],
+    }
+
+
+def test_compare_markdown_is_the_expected_text():
+    from textgan.study_report import compare_markdown
+
+    assert compare_markdown(_compare_result()) == (
+        "# Time to quality\n\n"
+        "Corpus `pydocs`; 2 min of training per run, evaluated every 0.5 min on 317 samples; "
+        "seeds 0, 1; 2 run(s) at a time with 1 thread(s) each on CPU X (2 usable cores), "
+        "Linux, torch 2.13.\n\n"
+        "| recipe | min to ≤ 0.9 | min to ≤ 0.7 | final EMA JS-4 | iterations / s |\n"
+        "|---|---:|---:|---:|---:|\n"
+        "| real vs real (floor) | | | 0.410 | |\n"
+        "| a | 0.75 (0.50–1.00) | not reached (1/2) | 0.800 | 8.2 (8.0–8.5) |\n\n"
+        "| run | recipe | seed | status | iterations | iterations / s | JS-4 | EMA JS-4 "
+        "| min to ≤ 0.9 | min to ≤ 0.7 |\n"
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n"
+        "| a-s0 | a | 0 | ok | 50 | 8.2 | 0.900 | 0.800 | 0.50 | — |\n"
+        "| a-s1 | a | 1 | ok | 50 | 8.2 | 0.900 | 0.800 | 1.00 | 1.50 |\n\n"
+        "Minutes: wall-clock time of the first evaluation at or below the target.\n"
+    )
+
+
+def _compare_config(tmp_path, *recipes, **settings):
+    from textgan.study import CompareConfig
+    from textgan.study_recipes import parse_named_recipe
+
+    named = tuple(parse_named_recipe(text) for text in recipes)
+    return CompareConfig("pydocs", named, data_dir=str(tmp_path / "data"), **settings)
+
+
+def test_compare_two_recipes_side_by_side(tmp_path):
+    from textgan.study import FIGURE, compare_study
+    from textgan.study_report import compare_run, evaluations, quality, time_figure
+
+    cfg = _compare_config(
+        tmp_path,
+        "base=tiny",
+        "narrow=tiny:model.dim=16,train.critic_iters=2",
+        minutes=0.04,  # 2.4 s
+        eval_minutes=0.01,
+        targets=(1.0, 0.01),  # every evaluation reaches the first, none the second
+        parallel=2,
+        threads=1,
+        device="cpu",
+        eval_samples=64,
+    )
+    out = tmp_path / "study"
+    result = compare_study(cfg, out, progress=False, echo=lambda _: None)
+    assert json.loads((out / "study.json").read_text()) == result
+    assert [r["run"] for r in result["runs"]] == ["base-s0", "narrow-s0"]
+    assert result["machine"]["threads_per_run"] == 1 and result["machine"]["runs_at_once"] == 2
+    assert result["settings"]["recipes"] == {
+        "base": "tiny",
+        "narrow": "tiny:model.dim=16,train.critic_iters=2",
+    }
+    for row in result["runs"]:
+        run = out / row["run"]
+        config = json.loads((run / "config.json").read_text())
+        assert config["train"]["max_minutes"] == 0.04 and config["train"]["eval_minutes"] == 0.01
+        assert config["train"]["eval_samples"] == 64
+        assert (config["model"]["dim"] == 16) == (row["recipe"] == "narrow")
+        evals = [r for r in read_rows(run / "metrics.jsonl") if "js1" in r]
+        times = [r["time"] for r in evals]
+        assert row["status"] == "ok" and len(evals) >= 2 and times[-1] >= 2.4
+        assert row["evaluations"] == len(evals) and row["iterations"] == evals[-1]["iter"]
+        assert row["ema_js4"] == evals[-1]["ema_js4"] and row["quality"] == evals[-1]["ema_js4"]
+        assert row["minutes_to_target"] == [times[0] / 60, None]
+        assert result["floors"]["js4"] == evals[-1]["floor_js4"]
+        # Targets taken from the run's own curve: the first evaluation at or below each one.
+        for e in evals:
+            first = next(x for x in evals if x["ema_js4"] <= e["ema_js4"])
+            redo = compare_run(run, row["recipe"], 0, "ok", [e["ema_js4"]])
+            assert redo["minutes_to_target"] == [first["time"] / 60]
+    table = (out / "study.md").read_text().splitlines()
+    runs_at = table.index("| run | recipe | seed | status | iterations | iterations / s | JS-4 "
+                          "| EMA JS-4 | min to ≤ 1 | min to ≤ 0.01 |")  # fmt: skip
+    for line, row in zip(table[runs_at + 2 : runs_at + 4], result["runs"], strict=True):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[:5] == [row["run"], row["recipe"], "0", "ok", str(row["iterations"])]
+        assert cells[7] == f"{row['ema_js4']:.3f}"
+        assert cells[8:] == [f"{row['minutes_to_target'][0]:.2f}", "—"]
+    assert (out / FIGURE).read_bytes()[:8] == PNG_SIGNATURE
+    # The figure's lines are the runs' evaluation rows: minutes against EMA JS-4.
+    axes = time_figure(result, out).axes[0]
+    lines = [line for line in axes.get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in lines] == [
+        "base, seed 0",
+        "narrow, seed 0",
+        "real vs real",
+    ]
+    for line, row in zip(lines[:2], result["runs"], strict=True):
+        evals = evaluations(out / row["run"])
+        assert list(line.get_xdata()) == pytest.approx([e["time"] / 60 for e in evals])
+        assert list(line.get_ydata()) == pytest.approx([quality(e) for e in evals])
+    assert list(lines[2].get_ydata()) == [result["floors"]["js4"]] * 2
+
+
+def test_compare_refuses_recipes_on_different_corpora(tmp_path):
+    from textgan.study import compare_study
+
+    cfg = _compare_config(tmp_path, "a=tiny", "b=tiny:corpus.max_lines=500")
+    with pytest.raises(UserError, match="runs a-s0 and b-s0 would train on different corpora"):
+        compare_study(cfg, tmp_path / "s", progress=False, echo=lambda _: None)
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_compare_bad_inputs_are_one_line_exit_2(tmp_path):
+    base = ["study", "compare", "--corpus", "pydocs", "--recipe", "a=tiny"]
+    for args, message in (
+        (["--recipe", "a=small"], "two recipes share a name"),
+        (["--recipe", "b=tiny:train.max_minutes=2"], "train.max_minutes is set by the study"),
+        (["--targets", "0.7,1.5"], "--targets are JS-4 values in (0, 1]"),
+        (["--seeds", "0,x"], "--seeds '0,x' must be comma-separated ints"),
+        (["--minutes", "0"], "--minutes must be a positive number"),
+        (["--parallel", "0"], "--parallel must be at least 1"),
+        (["--device", "cpu,cpu"], "--device names one device"),
+    ):
+        _assert_one_line_error(_cli(*base, *args, cwd=tmp_path), message)

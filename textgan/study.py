@@ -1,33 +1,32 @@
-"""The Lipschitz-constraint study: one run per constraint, the same wall-clock budget each.
+"""Studies: many ordinary runs compared at equal wall-clock time.
 
-``lipschitz_study`` trains one run per constraint on the same corpus, preset and seed, each
-stopped by the same time budget, then writes ``study.json`` and ``study.md`` (final JS-1..4 with
-their floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c) and the
-overlaid figures of ``textgan plot`` into the study folder::
+``compare_study`` measures **time to quality**: several named recipes (``textgan.study_recipes``),
+each trained with one or more seeds for the same wall-clock budget on the same corpus, device and
+thread count, evaluated at the same wall-clock moments on the same noise (one noise per seed).
+It writes::
+
+    OUT/<recipe>-s<seed>/   one ordinary run directory per recipe and seed
+    OUT/logs/               each run's config and stderr
+    OUT/study.json          minutes to each target per run and per recipe, final numbers with
+                            floors, iterations/s, the settings and the machine
+    OUT/study.md            the same as tables
+    OUT/time_to_quality.png EMA JS-4 against wall-clock minutes, a line per recipe and seed
+
+``lipschitz_study`` is one use of it: recipes that differ only in ``lipschitz.kind``, each run
+named by its constraint, with a table of what the constraints do to the critic and the overlaid
+figures of ``textgan plot``::
 
     OUT/<constraint>/   one ordinary run directory per constraint (resumable, plottable)
-    OUT/study.json      the table as data, with the command's settings
-    OUT/study.md        the table as markdown
-    OUT/plots/          all runs overlaid, named by constraint
-    OUT/summary.png     JS-4 and ‖∇x̂ D‖ against time, per-layer gradient norms: one look
+    OUT/study.json, OUT/study.md, OUT/plots/, OUT/summary.png
 
-``device`` may list devices (``cuda:0,cuda:1`` or ``cpu,cpu``): the runs then train in parallel,
-one ``textgan train`` process per run and at most one run per listed device at a time.
+Runs train side by side, one ``textgan train`` process each (``textgan.study_runs``); the
+Lipschitz study on a single device trains them one after the other in this process.
 """
 
 from __future__ import annotations
 
-import importlib
-import itertools
 import math
-import os
-import signal
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,22 +34,218 @@ from typing import Any
 
 from textgan.errors import UserError
 from textgan.lipschitz import CONSTRAINTS
-from textgan.plots import plot_runs, plot_summary
-from textgan.rundir import (
-    DIAGNOSTICS,
-    METRICS,
-    atomic_write_text,
-    disk_error,
-    read_rows,
-    write_json,
+from textgan.rundir import METRICS, atomic_write_text, disk_error, read_rows, write_json
+from textgan.study_recipes import Recipe, merge
+from textgan.study_report import (
+    compare_markdown,
+    compare_recipes,
+    compare_run,
+    evaluations,
+    floors,
+    lipschitz_markdown,
+    seconds_per_iteration,
+    summarize_run,
+    time_figure,
+)
+from textgan.study_runs import (
+    Echo,
+    PlannedRun,
+    default_threads,
+    machine,
+    train_children,
+    train_in_turn,
 )
 
+__all__ = [
+    "DEFAULT_CONSTRAINTS",
+    "CompareConfig",
+    "StudyConfig",
+    "compare_study",
+    "lipschitz_study",
+    "markdown_table",
+    "parse_constraints",
+    "parse_devices",
+    "seconds_per_iteration",
+    "summarize_run",
+]
+
 DEFAULT_CONSTRAINTS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "none")
+FIGURE = "time_to_quality.png"
+markdown_table = lipschitz_markdown  # the Lipschitz study's table, under its historical name
+
+
+def _check_minutes(minutes: float, flag: str = "--minutes") -> None:
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise UserError(f"{flag} must be a positive number, got {minutes}")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A time-to-quality study: every run shares all of it but its recipe and seed."""
+
+    corpus: str
+    recipes: tuple[Recipe, ...]
+    seeds: tuple[int, ...] = (0,)
+    minutes: float = 5.0
+    eval_minutes: float | None = None  # None: a tenth of the budget
+    targets: tuple[float, ...] = ()
+    parallel: int = 1
+    threads: int | None = None  # None: the usable cores shared by the parallel runs
+    device: str = "auto"
+    eval_samples: int = 640
+    data_dir: str = "data"
+    iters: int | None = None  # a cap on iterations besides the budget (None: the recipe's)
+
+    @property
+    def interval(self) -> float:
+        return self.eval_minutes if self.eval_minutes is not None else self.minutes / 10
+
+    @property
+    def threads_per_run(self) -> int:
+        return self.threads if self.threads is not None else default_threads(self.parallel)
+
+    def validate(self) -> None:
+        _check_minutes(self.minutes)
+        _check_minutes(self.interval, "--eval-minutes")
+        if not self.recipes:
+            raise UserError("no recipe given; name at least one with --recipe NAME=SPEC")
+        names = [r.name for r in self.recipes]
+        if len(set(names)) != len(names):
+            raise UserError("two recipes share a name; give each --recipe its own NAME")
+        if any(seed < 0 for seed in self.seeds):
+            raise UserError(f"--seeds must be non-negative integers, got {self.seeds}")
+        if not all(0 < t <= 1 for t in self.targets):
+            raise UserError(f"--targets are JS-4 values in (0, 1], got {self.targets}")
+        for flag, value in (("--parallel", self.parallel), ("--threads", self.threads)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+        if "," in self.device:
+            raise UserError("--device names one device; --parallel runs several on it")
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"study folder {out} already exists and is not empty; choose another --out")
+
+
+def _mkdir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise disk_error(out, err, "create study folder") from None
+
+
+def plan_runs(named_layers: Sequence[tuple[str, dict]], progress: bool) -> list[PlannedRun]:
+    """Resolve every run's config before any training time is spent (a bad option fails
+    before the study folder exists); every run must train on the same prepared corpus."""
+    from textgan.train import resolve_run_config
+
+    runs = []
+    for name, layers in named_layers:
+        config, prepared = resolve_run_config(layers, progress=progress)
+        runs.append(PlannedRun(name, config, prepared))
+    first = runs[0]
+    for run in runs[1:]:
+        if run.config.fingerprint != first.config.fingerprint:
+            raise UserError(
+                f"runs {first.name} and {run.name} would train on different corpora (their "
+                "corpus settings differ); give corpus settings once, for the whole study"
+            )
+    return runs
+
+
+def _compare_layers(cfg: CompareConfig, recipe: Recipe, seed: int, run_dir: Path) -> dict:
+    train = {
+        "seed": seed,
+        "device": cfg.device,
+        "max_minutes": cfg.minutes,
+        "eval_minutes": cfg.interval,
+        "eval_samples": cfg.eval_samples,
+        "run_dir": str(run_dir),
+    }
+    if cfg.iters is not None:
+        train["iters"] = cfg.iters
+    return recipe.layers(
+        {"corpus": {"corpus": cfg.corpus, "data_dir": cfg.data_dir}, "train": train}
+    )
+
+
+def default_out(kind: str, now: datetime | None = None) -> Path:
+    return Path("runs") / f"study-{kind}-{(now or datetime.now()):%Y%m%d-%H%M%S}"
+
+
+def compare_study(
+    cfg: CompareConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    echo: Echo = print,
+) -> dict[str, Any]:
+    """Train every recipe with every seed for ``cfg.minutes``; write tables and the figure.
+
+    Runs are ordered seed by seed, so the runs side by side are different recipes. A run that
+    stops early (it diverged) is recorded as such and the study goes on; Ctrl-C or SIGTERM stops
+    the running ones with a checkpoint and tabulates what ran. Returns the ``study.json`` data.
+    """
+    cfg.validate()
+    out = Path(out) if out is not None else default_out("compare")
+    _prepare_out(out)
+    order = [(r, seed) for seed in cfg.seeds for r in cfg.recipes]
+    named = [
+        (f"{r.name}-s{seed}", _compare_layers(cfg, r, seed, out / f"{r.name}-s{seed}"))
+        for r, seed in order
+    ]
+    runs = plan_runs(named, progress)
+    _mkdir(out)
+    threads = cfg.threads_per_run
+    statuses, stopped_by = train_children(runs, [cfg.device] * cfg.parallel, threads, out, echo)
+    rows = [
+        compare_run(out / name, r.name, seed, statuses[name], cfg.targets)
+        for (name, _), (r, seed) in zip(named, order, strict=True)
+        if name in statuses
+    ]
+    started = [out / row["run"] for row in rows]
+    result = {
+        "study": "compare",
+        "out": str(out),
+        "settings": {
+            "corpus": cfg.corpus,
+            "recipes": {r.name: r.spec for r in cfg.recipes},
+            "seeds": list(cfg.seeds),
+            "minutes": cfg.minutes,
+            "eval_minutes": cfg.interval,
+            "targets": list(cfg.targets),
+            "eval_samples": runs[0].config.train.eval_samples,
+            "device": cfg.device,
+            "iters": cfg.iters,
+        },
+        "machine": machine(threads, cfg.parallel),
+        "ema": all(r.config.train.ema_decay > 0 for r in runs),
+        "floors": floors(started),
+        "runs": rows,
+        "recipes": compare_recipes(rows, [r.name for r in cfg.recipes]),
+        "stopped_by": stopped_by,
+    }
+    write_report(out, result)
+    return result
+
+
+def write_report(out: Path, result: dict[str, Any]) -> None:
+    """``study.json``, ``study.md`` and the figure of a time-to-quality study."""
+    from textgan.plots.style import save
+
+    write_json(out / "study.json", result)
+    atomic_write_text(out / "study.md", compare_markdown(result))
+    if any(evaluations(out / run["run"]) for run in result["runs"]):
+        save(time_figure(result, out), out / FIGURE)
+
+
+# -- the Lipschitz study ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """What the study trains: every run shares all of it but the constraint."""
+    """What the Lipschitz study trains: every run shares all of it but the constraint."""
 
     corpus: str
     preset: str = "small"
@@ -62,8 +257,7 @@ class StudyConfig:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if not (math.isfinite(self.minutes) and self.minutes > 0):
-            raise UserError(f"--minutes must be a positive number, got {self.minutes}")
+        _check_minutes(self.minutes)
         if not self.constraints:
             raise UserError("--constraints is empty; name at least one, e.g. gp,clip")
         unknown = [c for c in self.constraints if c not in CONSTRAINTS]
@@ -98,15 +292,13 @@ def parse_constraints(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def default_out(now: datetime | None = None) -> Path:
-    return Path("runs") / f"study-lipschitz-{(now or datetime.now()):%Y%m%d-%H%M%S}"
+def _constraint_recipe(cfg: StudyConfig, kind: str) -> Recipe:
+    changes = merge(cfg.overrides, {"lipschitz": {"kind": kind}})
+    return Recipe(kind, f"{cfg.preset}:lipschitz.kind={kind}", cfg.preset, None, changes)
 
 
-def _layers(cfg: StudyConfig, kind: str, run_dir: Path) -> dict[str, dict[str, Any]]:
-    from textgan.config import layered_config
-
+def _lipschitz_layers(cfg: StudyConfig, kind: str, run_dir: Path) -> dict:
     train = {
-        **cfg.overrides.get("train", {}),
         "seed": cfg.seed,
         "device": parse_devices(cfg.device)[0],  # a parallel run's own device is its flag
         "max_minutes": cfg.minutes,
@@ -114,13 +306,8 @@ def _layers(cfg: StudyConfig, kind: str, run_dir: Path) -> dict[str, dict[str, A
     }
     if cfg.iters is not None:
         train["iters"] = cfg.iters
-    overrides = {
-        **cfg.overrides,
-        "corpus": {**cfg.overrides.get("corpus", {}), "corpus": cfg.corpus},
-        "lipschitz": {**cfg.overrides.get("lipschitz", {}), "kind": kind},
-        "train": train,
-    }
-    return layered_config(cfg.preset, overrides=overrides)
+    study = {"corpus": {"corpus": cfg.corpus}, "train": train}
+    return _constraint_recipe(cfg, kind).layers(study)
 
 
 def lipschitz_study(
@@ -128,241 +315,41 @@ def lipschitz_study(
     out: str | Path | None = None,
     *,
     progress: bool = True,
-    echo: Callable[[str], None] = print,
+    echo: Echo = print,
 ) -> dict[str, Any]:
     """Train one run per constraint for ``cfg.minutes`` each; write the table and figures.
 
     A run that diverges (the unconstrained critic may) is recorded as such, and the study goes
     on. Returns the ``study.json`` data.
     """
-    from textgan.train import resolve_run_config
+    from textgan.plots import plot_runs, plot_summary
 
     cfg.validate()
-    out = Path(out) if out is not None else default_out()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"study folder {out} already exists and is not empty; choose another --out")
-    # Resolve every config first: a bad option fails before any training time is spent and
-    # before the study folder exists.
-    runs = []
-    for kind in cfg.constraints:
-        config, prepared = resolve_run_config(_layers(cfg, kind, out / kind), progress=progress)
-        runs.append((kind, config, prepared))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise disk_error(out, err, "create study folder") from None
+    out = Path(out) if out is not None else default_out("lipschitz")
+    _prepare_out(out)
+    named = [(kind, _lipschitz_layers(cfg, kind, out / kind)) for kind in cfg.constraints]
+    runs = plan_runs(named, progress)
+    _mkdir(out)
     devices = parse_devices(cfg.device)
     if len(devices) > 1:
-        statuses, stopped_by = _train_on_devices(runs, devices, out, echo)
+        # Runs sharing the CPU split its cores: more threads than cores spin and run slower.
+        threads = default_threads(devices.count("cpu")) if "cpu" in devices else None
+        statuses, stopped_by = train_children(runs, devices, threads, out, echo)
     else:
-        statuses, stopped_by = _train_in_turn(runs, cfg, out, progress, echo)
+        statuses, stopped_by = train_in_turn(runs, progress, echo)
     done = [kind for kind in cfg.constraints if kind in statuses]
     result = {
         "study": "lipschitz",
         "out": str(out),
         "settings": {**asdict(cfg), "constraints": list(cfg.constraints)},
-        "floors": _floors(out, done),
+        "floors": floors([out / kind for kind in done]),
         "rows": [summarize_run(out / kind, statuses[kind]) for kind in done],
         "stopped_by": stopped_by,
     }
     write_json(out / "study.json", result)
-    atomic_write_text(out / "study.md", markdown_table(result))
+    atomic_write_text(out / "study.md", lipschitz_markdown(result))
     logged = [out / kind for kind in done if read_rows(out / kind / METRICS)]
     if logged:
         plot_runs(logged, out / "plots")
         plot_summary(logged, out / "summary.png")
     return result
-
-
-def _train_on_devices(
-    runs: list[tuple[str, Any, Any]], devices: list[str], out: Path, echo: Callable[[str], None]
-) -> tuple[dict[str, str], int | None]:
-    """Train each run in its own ``textgan train`` process, at most one per device at a time.
-    SIGINT/SIGTERM reach the running ones (they stop and save); no further run starts."""
-    statuses: dict[str, str] = {}
-    pending = list(enumerate(runs, start=1))
-    running: dict[int, tuple[str, subprocess.Popen, Path]] = {}  # device slot → run
-    stop: list[int] = []
-    # Runs sharing the CPU split its cores: more threads than cores spin and run many times slower.
-    threads = max(1, (os.cpu_count() or 1) // max(1, devices.count("cpu")))
-
-    def forward(signum: int, frame: object) -> None:
-        stop.append(signum)
-        for _, proc, _ in running.values():
-            proc.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            while running or (pending and not stop):
-                for slot, device in enumerate(devices):
-                    if slot not in running and pending and not stop:
-                        n, (kind, config, _) = pending.pop(0)
-                        echo(f"study {n}/{len(runs)}: {kind} on {device} → {out / kind}")
-                        proc, log = _start_run(config, device, Path(tmp), kind, threads)
-                        running[slot] = (kind, proc, log)
-                time.sleep(0.2)
-                for slot, (kind, proc, log) in list(running.items()):
-                    if proc.poll() is not None:
-                        del running[slot]
-                        statuses[kind] = _run_status(proc.returncode, log)
-                        echo(f"study: {kind} {statuses[kind]}")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return statuses, (stop[0] if stop else None)
-
-
-def _start_run(
-    config: Any, device: str, tmp: Path, kind: str, threads: int
-) -> tuple[subprocess.Popen, Path]:
-    """``textgan train`` of a resolved config (its own JSON) on ``device``; stderr to a file."""
-    path, log = tmp / f"{kind}.json", tmp / f"{kind}.log"
-    write_json(path, config.to_dict())
-    flags = ["--config", str(path), "--run-dir", config.train.run_dir, "--device", device]
-    command = [sys.executable, "-m", "textgan", "train", *flags, "--no-progress"]
-    # The package this process runs, also from a checkout that is not installed.
-    package_root = str(Path(__file__).resolve().parents[1])
-    path_list = [package_root, os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_list))}
-    if device == "cpu":
-        env.setdefault("OMP_NUM_THREADS", str(threads))
-    with open(log, "w") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
-    return proc, log
-
-
-def _run_status(code: int, log: Path) -> str:
-    lines = log.read_text(errors="replace").strip().splitlines()
-    if code == 0:
-        return "ok"
-    if code < 0 or code > 128:  # stopped by a signal, with a checkpoint (or killed)
-        return "interrupted before its budget"
-    return f"stopped: {lines[-1] if lines else f'exit status {code}'}"
-
-
-def _train_in_turn(
-    runs: list[tuple[str, Any, Any]],
-    cfg: StudyConfig,
-    out: Path,
-    progress: bool,
-    echo: Callable[[str], None],
-) -> tuple[dict[str, str], int | None]:
-    """Train the runs one after the other in this process."""
-    from textgan.train import train
-
-    _warm_imports()
-    statuses: dict[str, str] = {}
-    stopped_by = None
-    for n, (kind, config, prepared) in enumerate(runs, start=1):
-        echo(f"study {n}/{len(runs)}: {kind}, {cfg.minutes:g} min → {out / kind}")
-        try:
-            stopped_by = train(config, prepared, progress=progress).stopped_by
-        except UserError as err:
-            if not (out / kind / "config.json").is_file():
-                raise  # it never started: a setup error, not a result
-            statuses[kind] = f"stopped: {err}"
-            echo(f"study {n}/{len(runs)}: {kind} {statuses[kind]}")
-            continue
-        if stopped_by is not None:  # Ctrl-C / SIGTERM: tabulate what ran, train no more
-            statuses[kind] = "interrupted before its budget"
-            echo(f"study {n}/{len(runs)}: {kind} interrupted; no further runs")
-            break
-        statuses[kind] = "ok"
-    return statuses, stopped_by
-
-
-def _warm_imports() -> None:
-    """Import what a run loads lazily (figures, diagnostics, sampling) before any clock starts,
-    so the first constraint's budget is not spent on imports."""
-    for name in ("matplotlib.figure", "textgan.diagnostics", "textgan.sampling"):
-        importlib.import_module(name)
-
-
-def seconds_per_iteration(train_rows: Sequence[dict]) -> float | None:
-    """Median wall time per iteration between consecutive training rows.
-
-    The median leaves out the intervals that also hold an evaluation or a checkpoint.
-    """
-    pairs = [(r["iter"], r["time"]) for r in train_rows if "iter" in r and "time" in r]
-    rates = [(t1 - t0) / (i1 - i0) for (i0, t0), (i1, t1) in itertools.pairwise(pairs) if i1 > i0]
-    if rates:
-        return statistics.median(rates)
-    if pairs and pairs[-1][0] > 0:  # one row only: a run stopped early by its budget
-        return pairs[-1][1] / pairs[-1][0]
-    return None
-
-
-def summarize_run(run_dir: Path, status: str = "ok") -> dict[str, Any]:
-    """One table row: where a run got to within its budget."""
-    rows = read_rows(run_dir / METRICS)
-    train_rows = [r for r in rows if "wasserstein" in r]
-    evals = [r for r in rows if "js1" in r]
-    diags = read_rows(run_dir / DIAGNOSTICS)
-    last_train = train_rows[-1] if train_rows else {}
-    last_eval = evals[-1] if evals else {}
-    last_diag = diags[-1] if diags else {}
-    interp = (last_diag.get("input_grad") or {}).get("interp") or {}
-    return {
-        "constraint": run_dir.name,
-        "status": status,
-        "iterations": max((r.get("iter", 0) for r in rows), default=0),
-        "seconds": last_train.get("time"),
-        "seconds_per_iter": seconds_per_iteration(train_rows),
-        "wasserstein": last_train.get("wasserstein"),
-        **{f"js{n}": last_eval.get(f"js{n}") for n in range(1, 5)},
-        "grad_norm_interp": interp.get("mean"),
-        "clip_share": last_diag.get("clip_share"),
-    }
-
-
-def _floors(out: Path, constraints: Sequence[str]) -> dict[str, float | None]:
-    """The real-vs-real floors (the same corpus and sample count for every run)."""
-    for kind in constraints:
-        evals = [r for r in read_rows(out / kind / METRICS) if "floor_js1" in r]
-        if evals:
-            return {f"js{n}": evals[-1][f"floor_js{n}"] for n in range(1, 5)}
-    return {f"js{n}": None for n in range(1, 5)}
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if abs(value) >= 1e4:  # a diverging critic: W in the billions
-        return format(value, ".3g")
-    return format(value, spec)
-
-
-def markdown_table(result: dict[str, Any]) -> str:
-    """The study as a markdown table, floors first."""
-    s = result["settings"]
-    head = (
-        "| constraint | iterations | s / iter | W estimate | JS-1 | JS-2 | JS-3 | JS-4 "
-        "| ‖∇x̂ D‖ | weights at ±c |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    floors = result["floors"]
-    lines = [
-        "| real vs real (floor) | | | | "
-        + " | ".join(_fmt(floors[f"js{n}"]) for n in range(1, 5))
-        + " | | |"
-    ]
-    for row in result["rows"]:
-        name = row["constraint"] if row["status"] == "ok" else f"{row['constraint']} (stopped)"
-        cells = [
-            name,
-            str(row["iterations"]),
-            _fmt(row["seconds_per_iter"], ".2f"),
-            _fmt(row["wasserstein"]),
-            *(_fmt(row[f"js{n}"]) for n in range(1, 5)),
-            _fmt(row["grad_norm_interp"], ".3g"),
-            _fmt(row["clip_share"], ".1%"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    notes = [
-        f"Corpus `{s['corpus']}`, preset `{s['preset']}`, seed {s['seed']}, "
-        f"{s['minutes']:g} min of training per constraint.",
-    ]
-    for row in result["rows"]:
-        if row["status"] != "ok":
-            notes.append(f"{row['constraint']}: {row['status']}")
-    return head + "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"

@@ -10,7 +10,8 @@ from textgan.cli.base import main
 from textgan.cli.demo import demo
 from textgan.cli.hub import export, push
 from textgan.cli.outputs import plot, sample, score
-from textgan.cli.training import prepare, study, train
+from textgan.cli.study import study, tune
+from textgan.cli.training import prepare, train
 
 __all__ = [
     "demo",
@@ -23,4 +24,5 @@ __all__ = [
     "score",
     "study",
     "train",
+    "tune",
 ]

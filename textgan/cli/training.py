@@ -1,4 +1,4 @@
-"""``textgan prepare``, ``textgan train`` and ``textgan study``.
+"""``textgan prepare`` and ``textgan train``.
 
 The corpus, model, Lipschitz and train flags are generated from the config fields; ``train``
 leaves them unset so that the layers apply: preset < ``--config`` < explicit flags.
@@ -21,7 +21,6 @@ from textgan.cli.options import (
     flag_errors,
     flag_names,
     section_values,
-    seed_option,
 )
 from textgan.corpus import CorpusConfig
 from textgan.loggers import LOGGERS, check_loggers
@@ -176,81 +175,3 @@ def cpu_projection(config: run_config.RunConfig, device_type: str) -> str | None
         f"({days / 7:.1f} weeks); --preset small learns visibly within the hour on a CPU, or "
         "train on a GPU. Starting anyway."
     )
-
-
-@main.group()
-def study() -> None:
-    """Reproducible comparisons: several runs, one table, overlaid figures."""
-
-
-@study.command("lipschitz")
-@click.option("--corpus", required=True, help="billion_words | pydocs | a path | hf:ID[:CONFIG].")
-@click.option(
-    "--preset",
-    type=click.Choice(list(run_config.PRESETS)),
-    default="small",
-    show_default=True,
-    help="Preset of every run.",
-)
-@click.option(
-    "--minutes", type=float, default=3.0, show_default=True, help="Training time per constraint."
-)
-@click.option(
-    "--constraints",
-    default="gp,gp-one-sided,gp-fd,clip,sn,none",
-    show_default=True,
-    help="Comma-separated constraints, one run each.",
-)
-@click.option("--out", help="Study folder (must be new or empty) [runs/study-lipschitz-<time>].")
-@click.option("--iters", type=int, help="Also stop each run at this iteration [the preset's].")
-@click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
-@click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
-@seed_option("Seed shared by all runs.")
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="auto | cpu | cuda[:N] | mps, or a list (cuda:0,cuda:1 or cpu,cpu): the runs train "
-    "side by side, one per device.",
-)
-@click.option("--data-dir", default="data", show_default=True, help="Prepared corpus caches.")
-@click.option("--progress/--no-progress", default=True, help="Show the progress bars.")
-def study_lipschitz(
-    corpus: str,
-    preset: str,
-    minutes: float,
-    constraints: str,
-    out: str | None,
-    iters: int | None,
-    eval_every: int | None,
-    diag_every: int | None,
-    seed: int,
-    device: str,
-    data_dir: str,
-    progress: bool,
-) -> int:
-    """Train one run per Lipschitz constraint for the same wall-clock budget and compare them.
-
-    Writes OUT/<constraint>/ (ordinary runs), OUT/study.md and OUT/study.json (final JS-1..4
-    with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c),
-    OUT/plots/ (all runs overlaid) and OUT/summary.png (one comparison figure).
-    """
-    from textgan.study import StudyConfig, lipschitz_study, markdown_table, parse_constraints
-
-    schedule = {
-        k: v for k, v in (("eval_every", eval_every), ("diag_every", diag_every)) if v is not None
-    }
-    cfg = StudyConfig(
-        corpus=corpus,
-        preset=preset,
-        minutes=minutes,
-        constraints=parse_constraints(constraints),
-        seed=seed,
-        device=device,
-        iters=iters,
-        overrides={"corpus": {"data_dir": data_dir}, "train": schedule},
-    )
-    result = lipschitz_study(cfg, out, progress=progress, echo=lambda s: click.echo(s, err=True))
-    click.echo(markdown_table(result), nl=False)
-    click.echo(f"study written to {result['out']}", err=True)
-    return 0 if result["stopped_by"] is None else 128 + result["stopped_by"]
