@@ -236,6 +236,64 @@ def test_run_dir_create_on_a_read_only_disk_is_one_line(tmp_path, monkeypatch):
         rd.RunDir.create(tmp_path / "r")
 
 
+@pytest.mark.parametrize("there", [False, True], ids=["new-folder", "empty-folder-there"])
+def test_two_runs_started_together_never_share_a_folder(tmp_path, monkeypatch, there):
+    """The first start pauses at its first mkdir (the old code had checked the folder by then);
+    the second starts and ends meanwhile. Exactly one of them gets the folder."""
+    path = tmp_path / "runs" / "same"
+    if there:
+        path.mkdir(parents=True)
+    second = threading.current_thread()  # this one; the first start runs in a thread
+    paused, go_on = threading.Event(), threading.Event()
+    mkdir = Path.mkdir
+
+    def pausing_mkdir(self, *args, **kwargs):
+        if threading.current_thread() is not second and not paused.is_set():
+            paused.set()
+            go_on.wait(10)
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", pausing_mkdir)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        try:
+            rd.RunDir.create(path)
+            outcomes.append("created")
+        except UserError as err:
+            outcomes.append(str(err))
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    assert paused.wait(10)
+    start()  # the second start runs while the first is paused
+    (path / rd.CONFIG).write_text("{}")  # and begins writing its run
+    go_on.set()
+    thread.join(10)
+    assert len(outcomes) == 2 and outcomes.count("created") == 1, outcomes
+    (refusal,) = [outcome for outcome in outcomes if outcome != "created"]
+    assert refusal.startswith(f"run directory {path} already exists; continue it with")
+    assert _entries(path) == [rd.LOCK, "checkpoints", "config.json", "plots", "samples"]
+
+
+def test_claim_holds_the_folder_and_a_refusal_leaves_it_as_it_was(tmp_path):
+    path = tmp_path / "run"
+    with rd.RunDir(path).claim() as lock:
+        assert lock.path == path / rd.LOCK
+        assert int(lock.path.read_text()) == os.getpid()
+        with pytest.raises(UserError, match=rf"\(pid {os.getpid()}\)"):
+            rd.RunDir(path).lock()  # the one writer from the claim on
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="already exists"):
+        rd.RunDir(foreign).claim()
+    assert _entries(foreign) == ["notes.txt"]  # no lock file left behind
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="already exists"):
+        rd.RunDir(tmp_path / "file").claim()
+
+
 HOLD = """
 import sys, time
 from pathlib import Path
@@ -304,4 +362,4 @@ def test_open_removes_the_temporaries_of_killed_writers_and_keeps_live_ones(tmp_
     rd.RunDir.open(run.path)
     assert _entries(run.plots) == [] and _entries(run.checkpoints) == []
     assert _entries(run.samples) == [live.name]
-    assert _entries(run.path) == ["checkpoints", "config.json", "plots", "samples"]
+    assert _entries(run.path) == [rd.LOCK, "checkpoints", "config.json", "plots", "samples"]

@@ -287,10 +287,14 @@ class RunLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, run: Path) -> RunLock:
+    def acquire(cls, run: Path, *, new: bool = False) -> RunLock:
+        """The lock of ``run``; with ``new`` its lock file must not exist yet: creating it is
+        how a new run claims its folder (FileExistsError when another process did first)."""
         path = run / LOCK
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | (os.O_EXCL if new else 0), 0o644)
+        except (FileExistsError, NotADirectoryError):
+            raise  # the folder is taken: RunDir.claim says so
         except OSError as err:
             raise disk_error(path, err, "lock") from None
         try:
@@ -353,20 +357,46 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | Path) -> RunDir:
-        """Make a new run directory; refuse one that already holds anything."""
-        path = Path(path)
-        run = cls(path)
-        try:
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise UserError(
-                    f"run directory {path} already exists; continue it with "
-                    f"'textgan train --resume {path}' or choose another --name/--run-dir"
-                )
-            for sub in (run.samples, run.checkpoints, run.plots):
-                sub.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise disk_error(path, err, "create run directory") from None
+        """Make a new run directory (see ``claim``) for a writer that locks it later."""
+        run = cls(Path(path))
+        run.claim().release()
         return run
+
+    def claim(self) -> RunLock:
+        """Make this new run directory and become its one writer; refuse a folder that already
+        holds anything.
+
+        The folder is claimed before it is checked: ``mkdir``, or for an empty folder already
+        there the creation of its lock file, succeeds in one process only, so two runs started
+        with the same name never both write into it.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with suppress(FileExistsError):
+                self.path.mkdir()
+            lock = RunLock.acquire(self.path, new=True)
+        except (FileExistsError, NotADirectoryError):
+            raise self._taken() from None
+        except OSError as err:
+            raise disk_error(self.path, err, "create run directory") from None
+        try:
+            if any(entry.name != LOCK for entry in self.path.iterdir()):
+                raise self._taken()
+            for sub in (self.samples, self.checkpoints, self.plots):
+                sub.mkdir()
+        except BaseException as err:
+            (self.path / LOCK).unlink(missing_ok=True)  # ours: the folder is left as it was
+            lock.release()
+            if isinstance(err, OSError):
+                raise disk_error(self.path, err, "create run directory") from None
+            raise
+        return lock
+
+    def _taken(self) -> UserError:
+        return UserError(
+            f"run directory {self.path} already exists; continue it with "
+            f"'textgan train --resume {self.path}' or choose another --name/--run-dir"
+        )
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
