@@ -117,6 +117,26 @@ def _weights(trainer) -> dict[str, torch.Tensor]:
     return out
 
 
+def _thread_names() -> list[str]:
+    """The names of this process's threads, the backend's C++ threads included (Linux)."""
+    tasks = Path("/proc/self/task")
+    return sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
+
+
+def _slow_build(seconds: float, out: Path):
+    """The cache build, ``seconds`` slower (a first download), leaving a mark per build."""
+    from textgan.corpus import cache
+
+    build = cache.build
+
+    def slow(*args, **kwargs):
+        (out / f"build.{os.getpid()}").touch()
+        time.sleep(seconds)
+        return build(*args, **kwargs)
+
+    cache.build = slow
+
+
 def _worker(task: str, args: dict) -> int:
     torch.set_num_threads(1)
     out = Path(args["out"])
@@ -124,6 +144,8 @@ def _worker(task: str, args: dict) -> int:
         weights = {kind: injected_weights(args["data_dir"], kind) for kind in EQUIVALENCE_KINDS}
         torch.save(weights, out / f"rank{distributed.rank()}.pt")
         return 0
+    if args.get("slow_build"):
+        _slow_build(args["slow_build"], out)
     hooks = []
     if args.get("stop_at"):
 
@@ -140,6 +162,11 @@ def _worker(task: str, args: dict) -> int:
         result = T.train(config, prepared, progress=False, hooks=hooks)
     else:
         result = T.resume(args["run_dir"], args.get("overrides"), progress=False, hooks=hooks)
+    if args.get("threads"):  # which threads the job leaves to the interpreter's exit
+        rank, before = distributed.rank(), _thread_names()
+        distributed.shutdown()
+        threads = {"before": before, "after": _thread_names()}
+        (out / f"threads{rank}.json").write_text(json.dumps(threads))
     return result.exit_code
 
 
@@ -152,7 +179,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launch(task: str, args: dict, world: int = 2) -> list[subprocess.Popen]:
+def _launch_ranks(cmd: list[str], world: int = 2) -> list[subprocess.Popen]:
+    """``cmd`` once per rank, with the environment torchrun gives its workers."""
     port = str(_free_port())
     procs = []
     for rank in range(world):
@@ -164,10 +192,14 @@ def _launch(task: str, args: dict, world: int = 2) -> list[subprocess.Popen]:
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": port,
             "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         }
-        cmd = [sys.executable, __file__, task, json.dumps(args)]
         procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
     return procs
+
+
+def _launch(task: str, args: dict, world: int = 2) -> list[subprocess.Popen]:
+    return _launch_ranks([sys.executable, __file__, task, json.dumps(args)], world)
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = 180) -> list[tuple[int, str]]:
@@ -351,6 +383,97 @@ def test_a_study_on_two_devices_runs_at_most_one_run_per_device(data_dir, tmp_pa
     assert started[:2] == [0, 1] and finished[0] < started[2]
     config = json.loads((tmp_path / "study" / "sn" / "config.json").read_text())
     assert config["lipschitz"]["kind"] == "sn" and config["train"]["device"] == "cpu"
+
+
+# -- starting and ending a job ----------------------------------------------------------------
+
+
+def test_leaving_the_job_ends_the_backend_threads(data_dir, tmp_path):
+    """After ``shutdown`` (torchrun's workers run it at exit) no gloo thread is left for the
+    interpreter's exit, where one that still held a finished collective's tensor aborted the
+    process ('terminate called without an active exception')."""
+    train = {**RUN, "iters": 2, "run_dir": str(tmp_path / "run")}
+    args = {"data_dir": data_dir, "train": train, "out": str(tmp_path), "threads": True}
+    for code, err in _run("train", args):
+        assert code == 0, err
+    for rank in range(2):
+        threads = json.loads((tmp_path / f"threads{rank}.json").read_text())
+        assert any("gloo" in name for name in threads["before"]), threads
+        assert not any("gloo" in name for name in threads["after"]), threads
+
+
+def test_a_first_preparation_longer_than_the_timeout_does_not_end_the_job(tmp_path):
+    """The ranks prepare the corpus before they join the job, in turns: one builds the cache
+    (here 3 s longer than --dist-timeout), the other waits for it without a limit and reads it."""
+    timeout = 10.0  # rank 0's plots at the end must still fit in it on a busy core
+    train = {**RUN, "iters": 2, "run_dir": str(tmp_path / "run"), "dist_timeout": timeout}
+    args = {"data_dir": str(tmp_path / "data"), "train": train, "out": str(tmp_path)}
+    for code, err in _run("train", {**args, "slow_build": timeout + 3}):
+        assert code == 0, err
+    assert len(list(tmp_path.glob("build.*"))) == 1  # one rank built it, the other read it
+    assert [r["iter"] for r in _rows(tmp_path / "run") if "js4" in r] == [2]
+
+
+@pytest.fixture(scope="module")
+def one_rank_run(data_dir, tmp_path_factory) -> Path:
+    """A run of one iteration by one process, for the jobs below to resume."""
+    run = tmp_path_factory.mktemp("single") / "run"
+    config, prepared = T.resolve_run_config(
+        _layers(data_dir, {**RUN, "iters": 1, "run_dir": str(run)}), progress=False
+    )
+    T.train(config, prepared, progress=False)
+    return run
+
+
+def _errors(results: list[tuple[int, str]]) -> list[str]:
+    """The error lines the ranks printed, all of them together."""
+    return [line for _, err in results for line in err.splitlines() if "error: " in line]
+
+
+@pytest.mark.parametrize("refusal", ["folder-exists", "lock-held"])
+def test_a_refusal_of_rank_0_ends_every_rank_with_one_line(
+    data_dir, one_rank_run, tmp_path, refusal
+):
+    if refusal == "folder-exists":
+        (tmp_path / "taken").mkdir()
+        (tmp_path / "taken" / "notes.txt").write_text("someone else's")
+        args = ["--corpus", "pydocs", "--data-dir", data_dir, "--preset", "tiny",
+                "--dim", "16", "--blocks", "1", "--batch-size", "64", "--iters", "2",
+                "--device", "cpu", "--run-dir", str(tmp_path / "taken")]  # fmt: skip
+        holder, message = None, f"run directory {tmp_path / 'taken'} already exists"
+    else:
+        run = tmp_path / "run"
+        shutil.copytree(one_rank_run, run)
+        args = ["--resume", str(run), "--iters", "2"]
+        holder, message = rd.RunDir(run).lock(), f"another process (pid {os.getpid()})"
+    try:
+        cmd = [sys.executable, "-m", "textgan", "train", *args, "--no-progress"]
+        results = _finish(_launch_ranks(cmd))
+    finally:
+        if holder is not None:
+            holder.release()
+    assert [code for code, _ in results] == [2, 2], results
+    errors = _errors(results)
+    assert len(errors) == 1 and errors[0].startswith("textgan: error: "), results
+    assert message in errors[0]
+    assert "Traceback" not in "".join(err for _, err in results)
+
+
+REPEATS = 5  # benchmarks/torchrun_exits.py runs the same job 30 times
+
+
+def test_a_torchrun_job_ends_cleanly_every_time(one_rank_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(one_rank_run, run)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    for k in range(2, 2 + REPEATS):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", "-m", "textgan", "train", "--resume", str(run),
+               "--iters", str(k)]  # fmt: skip
+        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert job.returncode == 0 and "terminate called" not in job.stderr, job.stderr[-3000:]
+        assert rd.RunDir(run).latest_checkpoint().name == ck.checkpoint_name(k)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ raises ``DistributedError``, a one-line ``UserError``: the job ends instead of h
 from __future__ import annotations
 
 import atexit
-import contextlib
+import importlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -38,6 +38,11 @@ T = TypeVar("T")
 
 class DistributedError(UserError):
     """A collective failed: another rank is gone or did not answer in time."""
+
+
+class PeerRefused(UserError):
+    """Rank 0 refused to start (``rank0_decides``): its message, on another rank. Rank 0 prints
+    it for the whole job; the other ranks end with it silently."""
 
 
 def env_world_size() -> int:
@@ -79,6 +84,12 @@ def setup(device: torch.device, timeout_s: float) -> bool:
     if device.type == "cuda":
         torch.cuda.set_device(local_device(device))  # nccl's object collectives use it
     backend = "nccl" if device.type == "cuda" else "gloo"
+    # Imported after joining, this module binds the group as the default argument of ten
+    # functions (it comes with the first optimizer, through torch._dynamo): destroy_process_group
+    # could not free the group then, and its backend's threads would live on into interpreter
+    # exit, where one that lets go of a finished collective's tensor needs the GIL and aborts
+    # the process ("terminate called without an active exception").
+    importlib.import_module("torch.distributed.nn.functional")
     try:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     except (RuntimeError, ValueError) as err:
@@ -91,6 +102,7 @@ def setup(device: torch.device, timeout_s: float) -> bool:
 
 
 def shutdown() -> None:
+    """Leave the job; the backend's threads end here, while the interpreter is whole."""
     if active():
         dist.destroy_process_group()
 
@@ -199,16 +211,19 @@ def broadcast_module(module: torch.nn.Module) -> None:
                 tensor.data.copy_(buffer)
 
 
-def barrier() -> None:
-    if active():
-        _collective(dist.barrier)
-
-
-@contextlib.contextmanager
-def rank0_first() -> Iterator[None]:
-    """Rank 0 runs the block before the others (e.g. it writes a cache the others read)."""
-    if not is_rank0():
-        barrier()
-    yield
+def rank0_decides(fn: Callable[[], T]) -> T | None:
+    """``fn()`` on rank 0 alone (None on the others). A ``UserError`` it raises ends every rank:
+    rank 0 raises it, the others ``PeerRefused`` with the same message, instead of waiting for
+    a rank that is gone and each failing its own way."""
+    result, refusal = None, None
     if is_rank0():
-        barrier()
+        try:
+            result = fn()
+        except UserError as err:
+            refusal = err
+    message = broadcast_object(None if refusal is None else str(refusal))
+    if refusal is not None:
+        raise refusal
+    if message is not None:
+        raise PeerRefused(message)
+    return result

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textgan import checkpoint as ckpt_io
-from textgan import rundir
+from textgan import distributed, rundir
 from textgan.config import RunConfig
-from textgan.distributed import is_rank0
 from textgan.rundir import RunDir
 from textgan.trainer import Trainer
 from textgan.vocab import Vocab
@@ -28,18 +27,21 @@ class RunOutput:
 
     def __init__(self, run: RunDir, progress: bool, loggers: Sequence[str] = ()) -> None:
         self.run = run
-        self.active = is_rank0()
+        self.active = distributed.is_rank0()
         self.progress = progress and self.active
         self.logger_names = tuple(loggers)  # textgan.loggers, opened by open_loggers
         self.loggers: list[Logger] = []
 
-    def lock(self) -> contextlib.AbstractContextManager:
+    def lock(self, new: bool = False) -> contextlib.AbstractContextManager:
         """The run's one-writer lock on rank 0 (the other ranks never write), then a check that
-        the folder takes writes: both before the first byte of the run is written. The loggers
-        close with it."""
-        if not self.active:
-            return contextlib.nullcontext()
-        lock = self.run.lock()
+        the folder takes writes: both before the first byte of the run is written. ``new``
+        claims a new run folder (``RunDir.claim``) instead of locking an existing one. When
+        rank 0 refuses, every rank ends with its error. The loggers close with the lock."""
+        stack = distributed.rank0_decides(lambda: self._hold(new))
+        return stack if stack is not None else contextlib.nullcontext()
+
+    def _hold(self, new: bool) -> contextlib.ExitStack:
+        lock = self.run.claim() if new else self.run.lock()
         try:
             for folder in (self.run.path, self.run.checkpoints, self.run.samples):
                 rundir.probe_write(folder)

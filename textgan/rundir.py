@@ -325,6 +325,25 @@ class RunLock:
         self.release()
 
 
+@contextmanager
+def taking_turns(path: Path) -> Iterator[None]:
+    """Processes that enter with the same ``path`` run the block one at a time (an ``flock``
+    on it, waited for without a limit; the kernel drops it when its holder dies). Where the lock
+    file cannot be made (a read-only folder), the block runs without it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        with suppress(OSError):  # a file system without locks: no turns to take
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class RunDir:
     """Paths of one run directory (see the module docstring)."""

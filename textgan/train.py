@@ -50,6 +50,8 @@ from textgan.rundir import RunDir
 from textgan.trainer import Trainer, nonfinite
 from textgan.vocab import Vocab
 
+PREPARE_LOCK = ".prepare.lock"  # in --data-dir: the ranks of a job prepare a corpus in turns
+
 
 def resolve_run_config(
     layers: Mapping[str, Mapping[str, Any]], progress: bool = True
@@ -68,9 +70,8 @@ def resolve_run_config(
     model_floor = build(ModelConfig, {**layers["model"], **sizes}, "options")
     device = pick_device(train_cfg.device)
     memory.check_run(model_floor, train_cfg.batch_size, train_cfg.ema_decay > 0, device)
+    prepared = prepare_corpus(corpus_cfg, progress)
     distributed.setup(device, train_cfg.dist_timeout)
-    with distributed.rank0_first():  # one rank writes the cache, the others read it
-        prepared = prepare(corpus_cfg, progress=progress and distributed.is_rank0())
     # The floor needs as many real held-out lines as samples: a small corpus evaluates fewer.
     if len(prepared.heldout) < train_cfg.eval_samples:
         train_cfg = replace(train_cfg, eval_samples=max(1, len(prepared.heldout)))
@@ -78,6 +79,17 @@ def resolve_run_config(
     model_cfg = build(ModelConfig, {**layers["model"], **model_values}, "options")
     config = RunConfig(corpus_cfg, model_cfg, lip_cfg, train_cfg, prepared.fingerprint)
     return config, prepared
+
+
+def prepare_corpus(cfg: CorpusConfig, progress: bool = True) -> PreparedCorpus:
+    """The prepared corpus, read before this process joins a distributed job: a first
+    preparation (billion_words from the hub) can outlast ``--dist-timeout``, which bounds every
+    wait inside the job. The ranks take turns (a lock file in ``--data-dir``): the first one
+    builds the cache and shows its progress, the others then find it and read it."""
+    if distributed.env_world_size() <= 1:
+        return prepare(cfg, progress=progress)
+    with rundir.taking_turns(Path(cfg.data_dir).expanduser() / PREPARE_LOCK):
+        return prepare(cfg, progress=progress)
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -150,18 +162,16 @@ def train(
     ``hooks`` are called as ``hook(trainer, iteration)`` after every iteration (on every rank).
     ``loggers`` name where the rows go besides metrics.jsonl (``textgan.loggers``).
     """
-    device = _device(config)
     if prepared is None:
-        with distributed.rank0_first():
-            prepared = prepare(config.corpus, progress=progress and distributed.is_rank0())
+        prepared = prepare_corpus(config.corpus, progress)
+    device = _device(config)
     _check_corpus(config, prepared, None)
     trainer = Trainer(config, prepared.train, device)
     evaluator = make_evaluator(config, prepared, progress)
-    path = distributed.broadcast_object(_default_run_dir(config))  # rank 0's time stamp
-    run = RunDir.create(path) if distributed.is_rank0() else RunDir(path)
+    run = RunDir(distributed.broadcast_object(_default_run_dir(config)))  # rank 0's time stamp
     config = replace(config, train=replace(config.train, run_dir=str(run.path)))
     output = RunOutput(run, progress, loggers)
-    with output.lock():
+    with output.lock(new=True):
         output.config(config, prepared.vocab)
         return _loop(config, prepared, trainer, evaluator, output, hooks)
 
@@ -198,12 +208,13 @@ def resume(
         ["--" + k.replace("_", "-") for k in sorted(set(overrides) - set(RESUMABLE))]
     )
     config = with_train(config, **overrides, run_dir=str(run.path))
+    prepared = prepare_corpus(config.corpus, progress)
     device = _device(config)
     output = RunOutput(run, progress, loggers)
     # A live run keeps its files: nothing is rewritten or truncated unless this process is the
     # one writer and the folder takes writes.
     with output.lock():
-        return _resume(run, output, config, device, hooks)
+        return _resume(run, output, prepared, config, device, hooks)
 
 
 def _device(config: RunConfig) -> torch.device:
@@ -214,7 +225,12 @@ def _device(config: RunConfig) -> torch.device:
 
 
 def _resume(
-    run: RunDir, output: RunOutput, config: RunConfig, device: torch.device, hooks: Sequence[Hook]
+    run: RunDir,
+    output: RunOutput,
+    prepared: PreparedCorpus,
+    config: RunConfig,
+    device: torch.device,
+    hooks: Sequence[Hook],
 ) -> TrainResult:
     progress = output.progress
     ckpt = ckpt_io.load_checkpoint(run.latest_checkpoint())
@@ -229,8 +245,6 @@ def _resume(
             f"checkpoint {ckpt.path} does not match its run's config.json/vocab.json; "
             "the run directory was edited: restore them"
         )
-    with distributed.rank0_first():
-        prepared = prepare(config.corpus, progress=progress)
     _check_corpus(config, prepared, run_vocab)
     trainer = Trainer(config, prepared.train, device)
     notice = trainer.load(ckpt)

@@ -90,14 +90,19 @@ def train_command(sections: Mapping[str, type], presets: Presets) -> click.Comma
         Precedence: the preset, then --config, then explicit flags. Ctrl-C or SIGTERM stops at
         the next iteration with a checkpoint; --resume continues bit for bit.
         """
+        from textgan.distributed import PeerRefused
+
         values = section_values(flags, params)
         check_loggers(loggers)  # before the corpus is read or the run folder made
         with flag_errors(names):
-            if resume_dir is None:
-                return _start(preset, config_file, values, progress, loggers)
-            fixed = _fixed_flags(flags, values)
-            fixed += [f for f, v in (("--preset", preset), ("--config", config_file)) if v]
-            return _resume(resume_dir, fixed, values["train"], progress, loggers)
+            try:
+                if resume_dir is None:
+                    return _start(preset, config_file, values, progress, loggers)
+                fixed = _fixed_flags(flags, values)
+                fixed += [f for f, v in (("--preset", preset), ("--config", config_file)) if v]
+                return _resume(resume_dir, fixed, values["train"], progress, loggers)
+            except PeerRefused:
+                return 2  # rank 0 refused to start and printed the job's one error line
 
     return train
 
