@@ -532,7 +532,7 @@ def test_sizes_beyond_memory_are_refused_before_the_corpus_is_read(tmp_path):
         "model": {"dim": 10**8},
         "train": {"batch_size": 10**9, "device": "cpu"},
     }
-    with pytest.raises(UserError, match="needs at least") as err:
+    with pytest.raises(UserError, match="at its peak") as err:
         T.resolve_run_config(C.layered_config("tiny", overrides=overrides), progress=False)
     message = str(err.value)
     assert "\n" not in message

@@ -1,43 +1,74 @@
 """Whether a run can fit in its device's memory, judged from its settings before anything is
 allocated.
 
-A run holds both networks' weights, gradients and two Adam moments (4 × 4 bytes per
-parameter), the generator's EMA copy, and one step's activations. The estimate counts the
-parameters exactly and the activations as a floor: every block keeps at least two ``(B, D, L)``
-tensors per batch (its convolutions' inputs), for the generator's batch and the critic's three
-(real, fake, interpolates). Autograd keeps more than that, so a run refused here could never
-have run; one accepted may still run out of memory, as before.
+A run holds both networks' weights, gradients and two Adam moments, the generator's EMA copy,
+one more copy of each network's size while a step updates it, one step's activations (4-byte
+floats: the widest precision) and a fixed working memory. The activations are counted per
+sequence of the batch in units of a ``(D, L)`` and a ``(V, L)`` tensor, with factors measured
+on the peak resident memory of CPU training steps (``tests/test_memory.py`` measures it
+again): the critic step's two-batch forward, the input gradient's forward and the allocator's
+slack.
+
+The memory a process may take is the smallest of the machine's, its cgroup's and what its
+address-space and data limits (``ulimit -v``, ``ulimit -d``) leave.
 """
 
 from __future__ import annotations
 
 import os
+import resource
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from textgan.errors import UserError
 
-if TYPE_CHECKING:  # config imports the corpus, whose reader checks memory here
-    from textgan.config import ModelConfig
-
-BYTES = 4  # fp32 weights, gradients and moments (bf16 autocast keeps fp32 master weights)
-ACTIVATION_BYTES = 2  # bf16 under autocast: the floor of every precision
+BYTES = 4  # fp32 weights, gradients, moments and (the widest case) activations
 STATE_COPIES = 4  # weight, gradient, Adam's two moments
-BATCHES = 4  # the generator's batch and the critic's real, fake and interpolates
+STEP_COPIES = 1  # a transient copy of a network's size while its step runs
+# Activation units per sequence (measured: see the module docstring).
+PER_BLOCK = 8  # (D, L) tensors per residual block
+PER_NETWORK = 13  # (D, L) tensors besides the blocks
+PER_SYMBOL = 7  # (V, L) tensors: one-hot, fake, interpolates, their join, gradients
+# The allocator's and the math libraries' own working memory: 150 MB above the networks'
+# tensors at the small preset's sizes, where those are small.
+WORKSPACE = 256 << 20
+
+
+class ModelSizes(Protocol):
+    """The sizes the estimate reads (``textgan.config.ModelConfig`` has them)."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def seq_len(self) -> int: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def blocks(self) -> int: ...
+
+    @property
+    def kernel(self) -> int: ...
+
+    @property
+    def noise_dim(self) -> int: ...
 
 
 class Estimate(NamedTuple):
-    """Bytes a run needs: parameter state and one step's activations."""
+    """Bytes a run needs at its peak: parameter state and one step's activations."""
 
     params: int
     activations: int
 
     @property
     def total(self) -> int:
-        return self.params + self.activations
+        return self.params + self.activations + WORKSPACE
 
 
-def parameter_counts(model: ModelConfig) -> tuple[int, int]:
+def parameter_counts(model: ModelSizes) -> tuple[int, int]:
     """Parameters of the generator and of the critic (``textgan.models``), without building
     them (normalization layers aside)."""
     dim, length, vocab = model.dim, model.seq_len, model.vocab_size
@@ -47,17 +78,58 @@ def parameter_counts(model: ModelConfig) -> tuple[int, int]:
     return generator, critic
 
 
-def estimate(model: ModelConfig, batch_size: int, ema: bool) -> Estimate:
-    """A floor of the bytes one training step needs (module docstring)."""
+def estimate(model: ModelSizes, batch_size: int, ema: bool) -> Estimate:
+    """The bytes one training step needs at its peak (module docstring)."""
     g, d = parameter_counts(model)
-    params = BYTES * (STATE_COPIES * (g + d) + (g if ema else 0))
-    per_sample = model.seq_len * (model.dim * (2 * model.blocks + 1) + model.vocab_size)
-    return Estimate(params, ACTIVATION_BYTES * BATCHES * batch_size * per_sample)
+    copies = STATE_COPIES + STEP_COPIES
+    params = BYTES * (copies * (g + d) + (g if ema else 0))
+    units = model.dim * (PER_BLOCK * model.blocks + PER_NETWORK) + PER_SYMBOL * model.vocab_size
+    return Estimate(params, BYTES * batch_size * model.seq_len * units)
+
+
+def check_weights(model: ModelSizes, weights: Mapping[str, Any], source: str) -> None:
+    """UserError unless ``weights`` hold as many values as the generator of ``model`` has:
+    building it allocates what its config claims, so a config.json edited or crafted to claim
+    any size is refused here, before the allocator is asked."""
+    if not all(callable(getattr(w, "numel", None)) for w in weights.values()):
+        raise UserError(f"{source}: the generator weights are not all tensors")
+    have, want = sum(int(w.numel()) for w in weights.values()), parameter_counts(model)[0]
+    if have != want:
+        raise UserError(
+            f"{source}: its config.json describes a generator of {want:,} parameters and its "
+            f"weights hold {have:,}; the config does not belong to these weights: restore it"
+        )
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` in bytes (None where there is none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def limit_headroom() -> int | None:
+    """Bytes the address-space and data limits of this process leave it, None when unlimited:
+    an allocation beyond fails whatever the machine has."""
+    room = []
+    for limit, field in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY:
+            room.append(max(0, soft - (_status_bytes(field) or 0)))
+    return min(room, default=None)
 
 
 def memory_limit() -> int:
-    """Bytes of memory this process may use: the machine's, or its cgroup's when lower."""
+    """Bytes of memory this process may use: the machine's, or its cgroup's or what its
+    ``ulimit`` limits leave when lower."""
     limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    headroom = limit_headroom()
+    if headroom is not None:
+        limit = min(limit, headroom)
     try:
         cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
     except OSError:
@@ -87,7 +159,7 @@ def _size(n: float) -> str:
     return f"{n:.3g} PiB"
 
 
-def check_run(model: ModelConfig, batch_size: int, ema: bool, device: object) -> None:
+def check_run(model: ModelSizes, batch_size: int, ema: bool, device: object) -> None:
     """UserError naming the settings to lower when a run of ``model`` at ``batch_size`` cannot
     fit in ``device``'s memory; the settings that drive the larger part are named first."""
     need = estimate(model, batch_size, ema)
@@ -106,7 +178,7 @@ def check_run(model: ModelConfig, batch_size: int, ema: bool, device: object) ->
     names = [*first, *(k for k in settings if k not in first)]
     lower = ", ".join(f"{k} (now {settings[k]:,})" for k in names)
     raise UserError(
-        f"this run needs at least {_size(need.total)} ({_size(need.params)} of weights, "
-        f"gradients and Adam state, {_size(need.activations)} of activations per step) and "
+        f"this run needs about {_size(need.total)} at its peak ({_size(need.params)} of weights, "
+        f"gradients and Adam state, {_size(need.activations)} of activations) and "
         f"{getattr(device, 'type', device)} has {_size(have)}; lower {lower}"
     )

@@ -1,0 +1,121 @@
+"""The memory estimate against measured peaks, and the limits a process runs under."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import textgan
+from textgan import memory
+
+GIB = 1 << 30
+# The child processes run the textgan under test, wherever they start.
+ENV = {**os.environ, "PYTHONPATH": str(Path(textgan.__file__).parents[1])}
+
+# One trainer at the given sizes, three iterations on the CPU with one thread: its peak
+# resident memory above what the process held before, beside the estimate.
+_MEASURE = """
+import json, os, resource, sys
+import numpy as np, torch
+from textgan import memory
+from textgan.config import LipschitzConfig, ModelConfig, RunConfig, TrainConfig
+from textgan.corpus import CorpusConfig
+from textgan.trainer import Trainer
+
+length, dim, blocks, batch, vocab = json.loads(sys.argv[1])
+torch.set_num_threads(1)
+model = ModelConfig(vocab_size=vocab, seq_len=length, dim=dim, blocks=blocks)
+train = TrainConfig(preset="tiny", batch_size=batch, critic_iters=2, device="cpu")
+config = RunConfig(CorpusConfig(seq_len=length), model, LipschitzConfig(), train)
+ids = np.random.default_rng(0).integers(0, vocab, size=(200, length), dtype=np.uint8)
+before = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+trainer = Trainer(config, ids, torch.device("cpu"))
+for _ in range(3):
+    trainer.step()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+print(json.dumps([peak, memory.estimate(model, batch, True).total]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("length", "dim", "blocks", "batch", "vocab"),
+    [
+        (2000, 64, 1, 64, 100),  # activations dominate
+        (20000, 32, 1, 4, 50),  # the generator's input layer dominates
+    ],
+)
+def test_the_estimate_covers_the_measured_peak_of_training(length, dim, blocks, batch, vocab):
+    sizes = json.dumps([length, dim, blocks, batch, vocab])
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, sizes], capture_output=True, text=True, check=True, env=ENV
+    )
+    peak, estimate = json.loads(out.stdout)
+    assert peak > 500 << 20  # large enough that the sizes, not the process, set it
+    assert peak <= estimate <= 1.5 * peak
+
+
+def _limited(limit: str, code: str) -> str:
+    """Output of ``code`` run in a Python whose soft ``limit`` leaves 1 GiB above its size now."""
+    field = {"RLIMIT_AS": "VmSize", "RLIMIT_DATA": "VmData"}[limit]
+    script = f"""
+import resource
+size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+            if line.startswith("{field}:"))
+resource.setrlimit(resource.{limit}, (size + {GIB}, resource.getrlimit(resource.{limit})[1]))
+{code}
+"""
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=ENV
+    ).stdout
+
+
+@pytest.mark.parametrize("limit", ["RLIMIT_AS", "RLIMIT_DATA"])
+def test_memory_limit_is_what_a_ulimit_leaves(limit):
+    code = "from textgan.memory import memory_limit; print(memory_limit())"
+    left = int(_limited(limit, code))
+    assert 0.9 * GIB < left <= GIB  # the import took a little of it
+
+
+def test_memory_limit_is_the_machines_without_ulimits():
+    limits = (resource.RLIMIT_AS, resource.RLIMIT_DATA)
+    if any(resource.getrlimit(k)[0] != resource.RLIM_INFINITY for k in limits):
+        pytest.skip("this process runs under a memory ulimit")
+    assert memory.limit_headroom() is None
+    assert memory.memory_limit() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_run_beyond_the_address_space_limit_is_refused_in_one_line(tmp_path):
+    """``textgan train --seq-len 100000`` under ``ulimit -v 8G`` (a battery case): the estimate
+    refuses it before the corpus is read, where it used to start and die in the allocator."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (8 * GIB, resource.RLIM_INFINITY))
+
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "textgan", "train", "--preset", "tiny", "--corpus"]
+    command += ["pydocs", "--seq-len", "100000", "--data-dir", str(data), "--no-progress"]
+    command += ["--run-dir", str(tmp_path / "run")]
+    run = {"capture_output": True, "text": True, "cwd": tmp_path, "env": ENV, "timeout": 120}
+    done = subprocess.run(command, preexec_fn=limit, **run)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "at its peak" in lines[0] and "--seq-len (now 100,000)" in lines[0]
+    assert not data.exists()  # refused before preparing the corpus
+
+
+def test_the_estimate_reads_sizes_from_any_object():
+    class Sizes:
+        vocab_size, seq_len, dim, blocks, kernel, noise_dim = 10, 32, 8, 1, 5, 16
+
+    g, d = memory.parameter_counts(Sizes())
+    assert g == 16 * 32 * 8 + 32 * 8 + 2 * (8 * 8 * 5 + 8) + 8 * 10 + 10
+    assert d == 10 * 8 + 8 + 2 * (8 * 8 * 5 + 8) + 32 * 8 + 1
+    estimate = memory.estimate(Sizes(), batch_size=2, ema=False)
+    assert estimate.params == memory.BYTES * 5 * (g + d)
+    assert estimate.activations == memory.BYTES * 2 * 32 * (8 * (8 + 13) + 7 * 10)
