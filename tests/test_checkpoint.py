@@ -239,3 +239,56 @@ def test_absurd_sizes_and_non_object_files_are_refused(tmp_path):
     ck.write_manifest(path, 4)  # recomputed: only the shape check stands guard
     with pytest.raises(UserError, match=r"checkpoint config .* must hold an object, not an array"):
         ck.load_checkpoint(path)
+
+
+def _generator_checkpoint(tmp_path):
+    """A checkpoint of a real small generator, its config and vocabulary consistent."""
+    from dataclasses import asdict
+
+    from textgan.config import ModelConfig
+    from textgan.models import Generator
+
+    model = ModelConfig(vocab_size=4, seq_len=8, dim=4, blocks=1)
+    run = rd.RunDir.create(tmp_path / "run")
+    rd.write_json(run.config, {"model": asdict(model)})
+    Vocab((ord("a"), ord("b"))).save(run.vocab)
+    weights = {"generator": Generator(model).state_dict(), "critic": {}}
+    state = {"format": ck.FORMAT_VERSION, "iteration": 5}
+    return ck.save_checkpoint(run, 5, weights, state)
+
+
+def _sample_cli(path):
+    from click.testing import CliRunner
+
+    from textgan.cli import main
+
+    return CliRunner().invoke(main, ["sample", "--checkpoint", str(path), "-n", "2"])
+
+
+def test_a_checkpoint_config_claiming_an_absurd_dim_is_one_line(tmp_path):
+    """Battery: config.json says dim 10**8, the manifest recomputed to match: refused before the
+    generator is built (it used to fail in the allocator with a traceback)."""
+    path = _generator_checkpoint(tmp_path)
+    assert _sample_cli(path).exit_code == 0
+    config = json.loads((path / rd.CONFIG).read_text())
+    config["model"]["dim"] = 10**8
+    (path / rd.CONFIG).write_text(json.dumps(config))
+    ck.write_manifest(path, 5)
+    result = _sample_cli(path)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "weights hold 4,316;" in result.output  # the generator's real size
+    assert "describes a generator of 100,000,103,800,000,004 parameters" in result.output
+
+
+def test_a_checkpoint_vocabulary_of_surrogates_is_one_line(tmp_path):
+    """Battery: vocab.json holds a UTF-16 surrogate (manifest consistent): a one-line refusal,
+    where decoding samples used to raise UnicodeDecodeError."""
+    path = _generator_checkpoint(tmp_path)
+    vocab = {"format": 1, "kind": "chars", "pad": 0, "unk": 1, "symbols": [0xD800, 98]}
+    (path / rd.VOCAB).write_text(json.dumps(vocab))
+    ck.write_manifest(path, 5)
+    with pytest.raises(UserError, match="not UTF-16 surrogates"):
+        ck.load_checkpoint(path)
+    result = _sample_cli(path)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "checkpoint vocabulary" in result.output and "surrogates" in result.output

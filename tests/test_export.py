@@ -88,7 +88,7 @@ def test_weights_are_the_checkpoints_ema_or_raw(run, exported):
 
 
 def test_from_pretrained_returns_the_generator_with_its_vocab(run, exported):
-    generator = textgan.Generator.from_pretrained(str(exported["raw"]))
+    generator = textgan.from_pretrained(str(exported["raw"]))
     reference, vocab = textgan.load_generator(run, device="cpu", raw=True)
     assert isinstance(generator, textgan.Generator) and not generator.training
     assert generator.vocab == vocab and generator.cfg == reference.cfg

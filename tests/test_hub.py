@@ -47,7 +47,7 @@ def one_line_error(result, text):
 
 def test_from_pretrained_loads_a_local_folder(tmp_path):
     original = write_model(tmp_path / "m")
-    loaded = Generator.from_pretrained(str(tmp_path / "m"))
+    loaded = hub.from_pretrained(str(tmp_path / "m"))
     assert loaded.vocab == VOCAB and not loaded.training
     z = torch.randn(3, original.cfg.noise_dim)
     assert torch.equal(loaded(z), original.eval()(z))
@@ -62,7 +62,7 @@ def test_a_hub_id_loads_from_the_cache_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)  # no local folder someone/tiny-gan here
     for source in ("hf:someone/tiny-gan", "someone/tiny-gan"):
-        loaded = Generator.from_pretrained(source)
+        loaded = hub.from_pretrained(source)
         assert loaded.vocab == VOCAB
         assert torch.equal(loaded.output.weight, original.output.weight)
     result = cli("sample", "--model", "hf:someone/tiny-gan", "-n", 5)
@@ -82,13 +82,49 @@ def test_garbage_weights_are_refused_in_one_line(tmp_path):
     (tmp_path / "m" / hub.WEIGHTS).write_bytes(b"\x80\x04garbage, not safetensors" * 10)
     one_line_error(cli("sample", "--model", tmp_path / "m"), "cannot read weights")
     with pytest.raises(UserError, match="cannot read weights"):
-        Generator.from_pretrained(str(tmp_path / "m"))
+        hub.from_pretrained(str(tmp_path / "m"))
 
 
 def test_weights_of_another_model_are_refused(tmp_path):
-    write_model(tmp_path / "m")
+    original = write_model(tmp_path / "m")
     save_file({"input.weight": torch.zeros(2, 2)}, tmp_path / "m" / hub.WEIGHTS)
+    one_line_error(cli("sample", "--model", tmp_path / "m"), "and its weights hold 4;")
+    # As many values as the config's generator, in other shapes.
+    weights = {k: v.clone() for k, v in original.state_dict().items()}
+    weights["input.weight"] = weights["input.weight"].T.contiguous()
+    save_file(weights, tmp_path / "m" / hub.WEIGHTS)
     one_line_error(cli("sample", "--model", tmp_path / "m"), "do not fit its config")
+
+
+def test_a_config_claiming_a_huge_model_is_refused_before_building_it(tmp_path):
+    """A hostile config.json (item 7): dim 10**8 would ask the allocator for 400 PB."""
+    write_model(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / hub.CONFIG).read_text())
+    config["model"]["dim"] = 10**8
+    (tmp_path / "m" / hub.CONFIG).write_text(json.dumps(config))
+    result = cli("sample", "--model", tmp_path / "m")
+    one_line_error(result, "describes a generator of 100,000,415,800,000,028 parameters")
+    with pytest.raises(UserError, match="does not belong to these weights"):
+        hub.from_pretrained(str(tmp_path / "m"))
+
+
+def test_raw_weights_are_given_only_by_a_folder_that_holds_them(tmp_path):
+    """`sample --model DIR --raw` (item 4): a folder of the weight average refuses --raw, one of
+    the trained weights gives them."""
+    raw = write_model(tmp_path / "raw")
+    write_model(tmp_path / "ema", seed=1)
+    config = json.loads((tmp_path / "ema" / hub.CONFIG).read_text())
+    (tmp_path / "ema" / hub.CONFIG).write_text(json.dumps({**config, "weights": "ema"}))
+    refused = cli("sample", "--model", tmp_path / "ema", "--raw", "-n", 2)
+    one_line_error(refused, "holds the weight average (EMA), not the trained weights")
+    assert cli("sample", "--model", tmp_path / "ema", "-n", 2).exit_code == 0
+    loaded = hub.load_model(tmp_path / "raw", raw=True)
+    assert torch.equal(loaded.output.weight, raw.output.weight)
+    with_raw = cli("sample", "--model", tmp_path / "raw", "--raw", "-n", 3)
+    assert (
+        with_raw.exit_code == 0
+        and with_raw.output == cli("sample", "--model", tmp_path / "raw", "-n", 3).output
+    )
 
 
 def test_a_folder_that_is_not_a_textgan_model_is_refused(tmp_path):

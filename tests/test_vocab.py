@@ -83,6 +83,8 @@ def test_bad_format_refused():
         (b'{"format": 1, "kind": "chars", "symbols": [97, 97]}', "distinct and non-zero"),
         (b'{"format": 1, "kind": "chars", "symbols": [-1]}', "must lie in 1..1114111"),
         (b'{"format": 1, "kind": "bytes", "symbols": [256]}', "must lie in 1..255"),
+        (b'{"format": 1, "kind": "chars", "symbols": [97, 55296]}', "not UTF-16 surrogates"),
+        (b'{"format": 1, "kind": "chars", "symbols": [57343]}', "not UTF-16 surrogates"),
         (b"{", "Expecting property name"),
         (b"\xff\xfe", "can't decode byte 0xff"),
     ],

@@ -1,7 +1,8 @@
 """textgan: character-level text GANs (WGAN-GP, Gulrajani et al. 2017) as a toolkit.
 
 The public API (``textgan.prepare``, ``fit``, ``resume``, ``load_generator``, ``sample``,
-``score`` and the config classes) is loaded on first use, so ``import textgan`` stays light.
+``score``, ``from_pretrained`` and the config classes) is loaded on first use, so
+``import textgan`` stays light.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _PUBLIC = {
     "TrainConfig": "textgan.config",
     "RunConfig": "textgan.config",
     "Generator": "textgan.models",
+    "from_pretrained": "textgan.hub",
     "Critic": "textgan.models",
     "UserError": "textgan.errors",
 }

@@ -147,7 +147,7 @@ def render_card(facts: CardFacts) -> str:
         "```python",
         "import textgan",
         "",
-        f'generator = textgan.Generator.from_pretrained("{facts.name}")',
+        f'generator = textgan.from_pretrained("{facts.name}")',
         "```",
         "",
         "```bash",

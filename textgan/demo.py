@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textgan import hub, sampling
 from textgan.checkpoint import load_checkpoint
@@ -29,7 +29,6 @@ from textgan.vocab import Vocab
 if TYPE_CHECKING:
     import gradio as gr
 
-    from textgan.demo_corpus import Evidence
     from textgan.models import Generator
 
 HOST = "127.0.0.1"
@@ -129,6 +128,12 @@ class Request:
     weights: str
     baseline: bool
     note: str = ""  # what the page changed in the request, said beside the samples
+
+
+class Evidence(Protocol):
+    """What the page asks of ``textgan.demo_corpus.Evidence`` (which imports this module)."""
+
+    def render(self, lines: list[str], request: Request) -> tuple[str, str, str]: ...
 
 
 def _integer(value: Any, what: str) -> int:

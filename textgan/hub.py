@@ -118,19 +118,29 @@ def open_model(source: str | Path) -> ModelFolder:
     return ModelFolder(path, config, vocab)
 
 
-def load_model(source: str | Path, device: str = "cpu") -> Generator:
+def load_model(source: str | Path, device: str = "cpu", *, raw: bool = False) -> Generator:
     """The exported generator of ``source`` on ``device``, in eval mode, its vocabulary
-    attached as ``generator.vocab``."""
+    attached as ``generator.vocab``. ``raw`` asks for the trained weights: a folder holds one
+    set, so one exported with its weight average (EMA) is refused rather than given instead."""
     from textgan.devices import pick_device
     from textgan.sampling import build_generator
 
     model = open_model(source)
+    if raw and model.config.get("weights") != "raw":
+        raise UserError(
+            f"model {model.path} holds the weight average (EMA), not the trained weights: drop "
+            "--raw, or sample a model exported with 'textgan export --raw'"
+        )
     weights = load_weights(model.path / WEIGHTS)  # safetensors: arrays only, never code
     generator = build_generator(
         model.config.get("model"), weights, model.vocab, f"model {model.path}"
     )
     generator.vocab = model.vocab
     return generator.to(pick_device(device)).eval()
+
+
+# The Hugging Face name of the same thing: ``textgan.from_pretrained("USER/NAME")``.
+from_pretrained = load_model
 
 
 def model_corpus(source: str | Path, data_dir: str, progress: bool = False) -> PreparedCorpus:

@@ -108,14 +108,6 @@ class Generator(nn.Module):
         """Probabilities ``(B, V, L)``: a softmax over the vocabulary at every position."""
         return torch.softmax(self.logits(z), dim=1)
 
-    @classmethod
-    def from_pretrained(cls, source: str, device: str = "cpu") -> Generator:
-        """A generator exported by ``textgan export``, from its folder or a hub id
-        (``hf:USER/NAME``), in eval mode with its vocabulary as ``.vocab``."""
-        from textgan.hub import load_model  # lazily: models knows nothing of files or corpora
-
-        return load_model(source, device)
-
 
 class Critic(nn.Module):
     """Conv1d(V, D, 1) → residual blocks → flatten → Linear(L·D, 1); one score per sequence."""

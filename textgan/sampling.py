@@ -21,6 +21,7 @@ from textgan.checkpoint import EMA_KEY, Checkpoint, load_checkpoint
 from textgan.config import MAX_SEED, ModelConfig, build
 from textgan.devices import pick_device
 from textgan.errors import UserError, first_line
+from textgan.memory import check_weights
 from textgan.models import Generator
 from textgan.vocab import Vocab, id_dtype
 
@@ -187,6 +188,7 @@ def build_generator(model: object, weights: Mapping, vocab: Vocab, source: str) 
         raise UserError(
             f"{source}: the model has {model_cfg.vocab_size} ids, its vocabulary {len(vocab)}"
         )
+    check_weights(model_cfg, weights, source)  # before allocating what the config claims
     generator = Generator(model_cfg)
     try:
         generator.load_state_dict(weights)

@@ -31,6 +31,8 @@ FORMAT_VERSION = 1
 SYMBOL_SPACE = {"chars": 0x110000, "bytes": 256}  # symbol values of each kind: 0 .. size - 1
 # Private-use code points that stand for PAD and UNK while decoding a whole array at once.
 _PAD_MARK, _UNK_MARK = 0xE000, 0xE001
+# UTF-16 surrogates are code points no text holds (no UTF-8 or UTF-32 encodes them).
+SURROGATES = range(0xD800, 0xE000)
 
 
 class VocabError(UserError, ValueError):
@@ -55,6 +57,8 @@ class Vocab:
             and not 0 < min(self.symbols) <= max(self.symbols) < SYMBOL_SPACE[self.kind]
         ):
             raise ValueError(f"vocabulary symbols must lie in 1..{SYMBOL_SPACE[self.kind] - 1}")
+        if self.kind == "chars" and any(s in SURROGATES for s in self.symbols):
+            raise ValueError("vocabulary symbols must be characters, not UTF-16 surrogates")
 
     def __len__(self) -> int:
         return RESERVED + len(self.symbols)

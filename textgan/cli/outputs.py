@@ -96,7 +96,7 @@ def sample(
     if model is not None:
         from textgan.hub import load_model
 
-        generator = load_model(model, device)
+        generator = load_model(model, device, raw=raw)
         vocab = generator.vocab
     else:
         source = checkpoint or run_dir or rundir.find_latest_run("runs")

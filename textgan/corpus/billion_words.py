@@ -7,15 +7,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textgan.corpus.hub import hub_blocks, hub_problem
 from textgan.corpus.reading import Blocks, Decoding, read_files
-from textgan.corpus.source import Source, SourceKind
+from textgan.corpus.source import Source, SourceKind, SourceSettings
 from textgan.errors import UserError
-
-if TYPE_CHECKING:
-    from textgan.corpus.config import CorpusConfig
 
 BW_ROOT = "1-billion-word-language-modeling-benchmark-r13output"
 BW_TRAIN = "training-monolingual.tokenized.shuffled/news.en-{:05d}-of-00100"
@@ -31,14 +27,14 @@ LM1B_BASE_ENV = "TEXTGAN_LM1B_BASE"
 HUB_HELDOUT_DEFAULT = 10_000
 
 
-def _roots(cfg: CorpusConfig) -> list[Path]:
+def _roots(cfg: SourceSettings) -> list[Path]:
     places = [Path(cfg.data_dir).expanduser()]
     if os.environ.get("TEXTGAN_DATA"):
         places.append(Path(os.environ["TEXTGAN_DATA"]).expanduser())
     return [p for place in places for p in (place / BW_ROOT, place)]
 
 
-def _open(cfg: CorpusConfig) -> Source:
+def _open(cfg: SourceSettings) -> Source:
     roots = _roots(cfg)
     root = next((r for r in roots if (r / BW_TRAIN.format(1)).is_file()), None)
     if root is not None:

@@ -8,14 +8,10 @@ import socket
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textgan.corpus.reading import Blocks, lf_only
-from textgan.corpus.source import Source, SourceKind, slug
+from textgan.corpus.source import Source, SourceKind, SourceSettings, slug
 from textgan.errors import UserError
-
-if TYPE_CHECKING:
-    from textgan.corpus.config import CorpusConfig
 
 HUB_BATCH = 8192
 NETWORK_TIMEOUT_S = 3.0
@@ -81,7 +77,7 @@ def _require_column(column: str, columns: list[str], label: str) -> None:
         raise UserError(f"{label} has no column {column!r} (it has: {have}); pass --text-column")
 
 
-def _open(cfg: CorpusConfig) -> Source:
+def _open(cfg: SourceSettings) -> Source:
     dataset, _, config = cfg.corpus[3:].partition(":")
     if not dataset:
         raise UserError(f"{cfg.corpus!r} names no dataset; write hf:ID or hf:ID:CONFIG")

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textgan.corpus.reading import read_files
-from textgan.corpus.source import Source, SourceKind, slug
+from textgan.corpus.source import Source, SourceKind, SourceSettings, slug
 from textgan.errors import UserError
-
-if TYPE_CHECKING:
-    from textgan.corpus.config import CorpusConfig
 
 
 def _looks_like_a_path(name: str) -> bool:
     return Path(name).expanduser().exists() or re.search(r"[/\\.~]", name) is not None
 
 
-def _open(cfg: CorpusConfig) -> Source:
+def _open(cfg: SourceSettings) -> Source:
     path = Path(cfg.corpus).expanduser()
     if not path.exists():
         raise UserError(

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
 
-from textgan.corpus.source import Source, SourceKind
-
-if TYPE_CHECKING:
-    from textgan.corpus.config import CorpusConfig
+from textgan.corpus.source import Source, SourceKind, SourceSettings
 
 
 def pydocs_sentences() -> list[str]:
@@ -36,7 +32,7 @@ def pydocs_sentences() -> list[str]:
     return sentences
 
 
-def _open(cfg: CorpusConfig) -> Source:
+def _open(cfg: SourceSettings) -> Source:
     text = "\n".join(pydocs_sentences())
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return Source(

@@ -5,14 +5,9 @@ A new source is one module that defines a ``SourceKind`` and one line here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textgan.corpus import billion_words, hub, path, pydocs
-from textgan.corpus.source import Source, SourceKind
+from textgan.corpus.source import Source, SourceKind, SourceSettings
 from textgan.errors import UserError
-
-if TYPE_CHECKING:
-    from textgan.corpus.config import CorpusConfig
 
 SOURCES: dict[str, SourceKind] = {
     "billion_words": billion_words.KIND,
@@ -28,7 +23,7 @@ def usage(last: str = " | ", between: str = " | ") -> str:
     return between.join(names[:-1]) + last + names[-1]
 
 
-def resolve(cfg: CorpusConfig) -> Source:
+def resolve(cfg: SourceSettings) -> Source:
     """The source that takes ``cfg.corpus``, opened; UserError when none does."""
     for kind in SOURCES.values():
         if kind.accepts(cfg.corpus):

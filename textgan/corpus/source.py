@@ -11,12 +11,26 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from textgan.corpus.reading import Blocks, Decoding
 
-if TYPE_CHECKING:
-    from textgan.corpus.config import CorpusConfig
+
+class SourceSettings(Protocol):
+    """What a source reads of the corpus settings (``CorpusConfig`` has them): sources sit
+    below the config, whose help lists them, so they name no config class."""
+
+    @property
+    def corpus(self) -> str: ...
+
+    @property
+    def data_dir(self) -> str: ...
+
+    @property
+    def max_lines(self) -> int: ...
+
+    @property
+    def text_column(self) -> str: ...
 
 
 @dataclass
@@ -41,7 +55,7 @@ class SourceKind:
 
     usage: str  # how to name it, for help and messages
     accepts: Callable[[str], bool]
-    open: Callable[[CorpusConfig], Source]
+    open: Callable[[SourceSettings], Source]
 
 
 def slug(text: str) -> str:
