@@ -3,6 +3,7 @@ and sampling it back exactly as the run samples."""
 
 import json
 import os
+import shutil
 from typing import ClassVar
 
 import pytest
@@ -14,9 +15,11 @@ from safetensors.torch import load_file
 import textgan
 from textgan import export as E
 from textgan import hub
+from textgan.card import PublishedCorpus
 from textgan.checkpoint import EMA_KEY, load_checkpoint
 from textgan.cli import main
-from textgan.rundir import read_rows
+from textgan.corpus import pydocs_sentences
+from textgan.rundir import append_rows, read_rows
 
 TRAIN = {"iters": 20, "eval_every": 10, "ckpt_every": 10, "eval_samples": 64, "device": "cpu"}
 SMALL = {"dim": 16}
@@ -100,7 +103,7 @@ def test_card_numbers_are_the_runs_and_reproducible(run, exported, data_dir, tmp
     card = ModelCard.load(exported["ema"] / hub.CARD)
     assert card.data.library_name == "textgan" and card.data.license == "mit"
     assert card.data.tags == ["text-generation", "gan", "wgan-gp", "character-level"]
-    assert card.data.datasets == ["pydocs"]
+    assert card.data.datasets is None  # pydocs is built in, not a hub dataset
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     last = [r for r in read_rows(run / "metrics.jsonl") if "js4" in r][-1]
     assert last["iter"] == 20 and last["n_samples"] == 64
@@ -145,6 +148,84 @@ def test_export_of_an_earlier_checkpoint_takes_its_evaluation(run, tmp_path):
     row = next(r for r in read_rows(run / "metrics.jsonl") if "js4" in r and r["iter"] == 10)
     assert values["js4"] == row["js4"]
     assert json.loads((out / hub.CONFIG).read_text())["iteration"] == 10
+
+
+def test_export_refuses_a_checkpoint_of_another_run(run, tmp_path):
+    """Item 5: the card's numbers, corpus and command are RUN's; C must be RUN's checkpoint."""
+    other = shutil.copytree(run, tmp_path / "other")
+    foreign = other / "checkpoints" / "iter_0000020"
+    result = cli("export", run, "--checkpoint", foreign, "--out", tmp_path / "m")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert f"checkpoint {foreign} is not one of run {run}'s" in result.output
+    assert not (tmp_path / "m").exists()
+    own = run / "checkpoints" / "iter_0000010" / "manifest.json"  # a file inside it will do
+    out = E.export_run(run, tmp_path / "own", checkpoint=str(own))
+    assert json.loads((out / hub.CONFIG).read_text())["iteration"] == 10
+
+
+def test_a_checkpoint_the_run_did_not_evaluate_is_evaluated_at_export(run, tmp_path):
+    """Item 5: a checkpoint saved where no evaluation was logged (a signal at 1,050) gets JS
+    evaluated at export as the run would have, never an earlier evaluation's numbers."""
+    copy = shutil.copytree(run, tmp_path / "run")
+    rows = read_rows(copy / "metrics.jsonl")
+    dropped = next(r for r in rows if r["iter"] == 20 and "js4" in r)
+    (copy / "metrics.jsonl").unlink()
+    append_rows(copy / "metrics.jsonl", [r for r in rows if r is not dropped])
+    out = E.export_run(copy, tmp_path / "m")
+    model_card = ModelCard.load(out / hub.CARD)
+    values = {r.metric_type: r.metric_value for r in model_card.data.eval_results}
+    # The run's own evaluation at 20, removed from its log, is what export computes again.
+    assert [values[f"js{n}"] for n in range(1, 5)] == [dropped[f"ema_js{n}"] for n in range(1, 5)]
+    for n in range(1, 5):
+        assert f"| {dropped[f'floor_js{n}']:.4f} |" in model_card.text
+    assert "computed at export (the run logged no evaluation at iteration 20)" in model_card.text
+
+
+@pytest.mark.parametrize(
+    ("corpus", "published"),
+    [
+        ("hf:someone/news:en", ("hf:someone/news:en", "someone/news", False)),
+        ("billion_words", ("billion_words", "billion-word-benchmark/lm1b", False)),
+        ("pydocs", ("pydocs", None, False)),
+        ("hf:/data/my set", ("my set", None, True)),
+        ("/home/me/my corpus.txt", ("my corpus.txt", None, True)),
+        ("texts/", ("texts", None, True)),
+    ],
+)
+def test_a_corpus_is_published_by_hub_id_name_or_file_name(corpus, published):
+    found = PublishedCorpus.of(corpus)
+    assert (found.name, found.dataset, found.local) == published
+
+
+def test_a_local_corpus_is_named_by_its_file_name_only(data_dir, tmp_path):
+    """Item 6: a run on /abs/path/my corpus.txt publishes 'my corpus.txt', never the path, and
+    names no hub dataset; scoring against the model's corpus says why it cannot."""
+    text = tmp_path / "private place" / "my corpus.txt"
+    text.parent.mkdir()
+    text.write_text("\n".join(pydocs_sentences()[:1500]) + "\n")
+    run_dir = tmp_path / "run"
+    train = {**TRAIN, "iters": 2, "eval_every": 2, "ckpt_every": 2, "eval_samples": 32}
+    textgan.fit(
+        {"corpus": str(text), "data_dir": data_dir},
+        preset="tiny",
+        model=SMALL,
+        train={**train, "batch_size": 8, "critic_iters": 1, "run_dir": str(run_dir)},
+    )
+    result = cli("export", run_dir, "--out", tmp_path / "m")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m" / hub.CONFIG).read_text())
+    assert config["corpus"]["corpus"] == "my corpus.txt" and config[hub.CORPUS_LOCAL] is True
+    model_card = ModelCard.load(tmp_path / "m" / hub.CARD)
+    assert model_card.data.datasets is None
+    assert "--corpus 'my corpus.txt'" in model_card.text
+    assert {r.dataset_name for r in model_card.data.eval_results} == {"my corpus.txt"}
+    for written in (tmp_path / "m" / hub.CONFIG, tmp_path / "m" / hub.CARD):
+        assert "private place" not in written.read_text()
+    samples = tmp_path / "s.txt"
+    samples.write_text("some sample\n")
+    scored = cli("score", samples, "--model", tmp_path / "m", "--data-dir", data_dir)
+    assert scored.exit_code == 2 and len(scored.output.strip().splitlines()) == 1
+    assert "trained on a local corpus (my corpus.txt)" in scored.output
 
 
 class Recorder:

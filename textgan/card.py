@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 TAGS = ["text-generation", "gan", "wgan-gp", "character-level"]
@@ -13,6 +14,37 @@ LICENSE = "mit"
 TASK = "text-generation"
 # Hub dataset ids of the built-in corpora that come from the hub.
 HUB_DATASETS = {"billion_words": "billion-word-benchmark/lm1b"}
+# USER/NAME or NAME as the hub spells dataset ids (anything else after hf: is a local path).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class PublishedCorpus:
+    """How an exported model names its training corpus: a hub dataset by its id, a built-in
+    corpus by its name, a file of the trainer's machine by its file name alone."""
+
+    name: str
+    dataset: str | None  # the hub dataset id, None when the corpus is not on the hub
+    local: bool  # a file or folder only its trainer has
+
+    @classmethod
+    def of(cls, corpus: str) -> PublishedCorpus:
+        """The published form of a run's ``corpus.corpus`` value."""
+        from textgan.corpus import SOURCES
+
+        kind = next((name for name, k in SOURCES.items() if k.accepts(corpus)), "path")
+        if kind == "hf":
+            dataset = corpus[3:].split(":")[0]
+            if _HUB_ID.match(dataset) and not Path(dataset).exists():
+                return cls(corpus, dataset, local=False)
+            return cls(_file_name(dataset), None, local=True)  # a local dataset folder
+        if kind == "path":
+            return cls(_file_name(corpus), None, local=True)
+        return cls(corpus, HUB_DATASETS.get(corpus), local=False)
+
+
+def _file_name(path: str) -> str:
+    return Path(path.rstrip("/\\")).name or "corpus"
 
 
 @dataclass(frozen=True)
@@ -20,7 +52,7 @@ class CardFacts:
     """Everything the card states, read from the run or computed at export time."""
 
     name: str
-    corpus: str
+    corpus: PublishedCorpus
     preset: str
     iteration: int
     iters: int
@@ -28,24 +60,17 @@ class CardFacts:
     device: str
     weights: str  # "ema" or "raw"
     parameters: int
-    js_iteration: int | None  # the evaluation row the JS numbers come from
+    js_at_export: bool  # JS evaluated at export: the run logged none at this iteration
     js: Mapping[str, float]  # js1..4 and floor_js1..4 and n_samples
     scores: Mapping[str, Any]  # textgan.scoring.score_lines' report of the exported generator
     samples: Sequence[str]
     command: str
 
 
-def dataset_id(corpus: str) -> str:
-    """The id under which the card names its training data."""
-    if corpus.startswith("hf:"):
-        return corpus[3:].split(":")[0]
-    return HUB_DATASETS.get(corpus, corpus)
-
-
 def _eval_results(facts: CardFacts) -> list:
     from huggingface_hub import EvalResult
 
-    dataset = dataset_id(facts.corpus)
+    corpus = facts.corpus
     named = [(f"js{n}", f"JS-{n} (bits)") for n in range(1, 5) if f"js{n}" in facts.js]
     values = [(key, name, facts.js[key]) for key, name in named]
     for key, name in (("lm_bits", "LM (bits/char)"), ("reverse_lm_bits", "reverse LM (bits)")):
@@ -54,8 +79,8 @@ def _eval_results(facts: CardFacts) -> list:
     return [
         EvalResult(
             task_type=TASK,
-            dataset_type=dataset,
-            dataset_name=facts.corpus,
+            dataset_type=corpus.dataset or corpus.name,
+            dataset_name=corpus.name,
             metric_type=key,
             metric_name=name,
             metric_value=value,
@@ -72,7 +97,7 @@ def front_matter(facts: CardFacts) -> str:
         library_name="textgan",
         license=LICENSE,
         tags=TAGS,
-        datasets=[dataset_id(facts.corpus)],
+        datasets=[facts.corpus.dataset] if facts.corpus.dataset else None,
         pipeline_tag=TASK,
         model_name=facts.name,
         eval_results=_eval_results(facts),
@@ -113,17 +138,19 @@ def _duration(seconds: float) -> str:
 def render_card(facts: CardFacts) -> str:
     """The whole ``README.md``."""
     weights = "EMA average of the generator" if facts.weights == "ema" else "trained generator"
+    n = facts.js["n_samples"]
     js_from = (
-        f"the run's evaluation at iteration {facts.js_iteration:,}, N = {facts.js['n_samples']}"
-        if facts.js_iteration is not None
-        else "no evaluation logged by the run"
+        f"{n} argmax samples of these weights on the run's evaluation noise, computed at export "
+        f"(the run logged no evaluation at iteration {facts.iteration:,})"
+        if facts.js_at_export
+        else f"the run's evaluation at iteration {facts.iteration:,}, N = {n}"
     )
     n_scored = facts.scores.get("n_samples")
     lines = [
         f"# {facts.name}",
         "",
         f"A character-level WGAN-GP text generator (Gulrajani et al. 2017) trained with "
-        f"textgan on `{facts.corpus}`: preset "
+        f"textgan on `{facts.corpus.name}`: preset "
         f"`{facts.preset}`, {facts.iteration:,} of {facts.iters:,} iterations, "
         f"{_duration(facts.elapsed_s)} on {facts.device}; {facts.parameters:,} parameters, "
         f"weights: {weights}.",

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from textgan import card, hub, sampling
-from textgan.checkpoint import Checkpoint, checkpoint_name, load_checkpoint
+from textgan.checkpoint import Checkpoint, checkpoint_name, load_checkpoint, resolve_checkpoint
+from textgan.corpus import PreparedCorpus
 from textgan.errors import UserError
 from textgan.rundir import TMP_PREFIX, RunDir, disk_error, fsync_dir, read_rows
 
@@ -34,11 +35,18 @@ def refuse_existing(out: Path) -> None:
 
 
 def checkpoint_path(run: RunDir, checkpoint: str | None) -> Path:
-    """The checkpoint to export: the newest, an iteration number or a checkpoint folder."""
+    """The checkpoint to export: the newest, an iteration number or a checkpoint folder of
+    ``run`` (another run's checkpoint would get this run's numbers, corpus and command)."""
     if checkpoint is None:
         return run.latest_checkpoint()
     if not checkpoint.isdigit():
-        return Path(checkpoint)
+        path = resolve_checkpoint(checkpoint)
+        if path.resolve().parent != run.checkpoints.resolve():
+            raise UserError(
+                f"checkpoint {checkpoint} is not one of run {run.path}'s (in {run.checkpoints}); "
+                "export the run it belongs to, or give one of this run's iterations"
+            )
+        return path
     path = run.checkpoints / checkpoint_name(int(checkpoint))
     if not path.is_dir():
         have = ", ".join(str(int(p.name[5:])) for p in run.checkpoint_dirs()) or "none"
@@ -48,21 +56,32 @@ def checkpoint_path(run: RunDir, checkpoint: str | None) -> Path:
     return path
 
 
-def evaluation_row(run: RunDir, iteration: int, weights: str) -> tuple[int | None, dict]:
-    """JS-1..4 of ``weights`` with their floors and N, from the run's last evaluation at or
-    before ``iteration`` (a later one judged later weights); (None, {}) when there is none."""
+def logged_evaluation(run: RunDir, iteration: int, weights: str) -> dict | None:
+    """JS-1..4 of ``weights`` with their floors and N from the run's evaluation at
+    ``iteration``; None when the run logged none there (a checkpoint saved on a signal)."""
     prefix = "ema_" if weights == "ema" else ""
-    rows = [
-        r
-        for r in read_rows(run.metrics)
-        if f"{prefix}js4" in r and isinstance(r.get("iter"), int) and r["iter"] <= iteration
-    ]
+    rows = [r for r in read_rows(run.metrics) if r.get("iter") == iteration and f"{prefix}js4" in r]
     if not rows:
-        return None, {}
+        return None
     row = rows[-1]
     js = {f"js{n}": row[f"{prefix}js{n}"] for n in range(1, 5) if f"{prefix}js{n}" in row}
     floors = {k: v for k, v in row.items() if k.startswith("floor_js") and k[8:].isdigit()}
-    return row["iter"], {**js, **floors, "n_samples": row.get("n_samples")}
+    return {**js, **floors, "n_samples": row.get("n_samples")}
+
+
+def evaluate_now(config: Mapping[str, Any], generator: Any, prepared: PreparedCorpus) -> dict:
+    """JS-1..4 with floors of ``generator`` as the run evaluates: its ``eval_samples`` argmax
+    samples from noise seeded by the run's seed, against its corpus."""
+    import numpy as np
+
+    from textgan.metrics import JSEvaluator
+    from textgan.sampling import generate_ids
+
+    train = config["train"]
+    n = min(int(train["eval_samples"]), len(prepared.heldout))
+    batches = generate_ids(generator, n, min(1024, n), seed=int(train["seed"]))
+    row = JSEvaluator(prepared, n_samples=n, progress=False)(np.concatenate(list(batches)))
+    return {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}  # plain numbers
 
 
 def trained_on(config: Mapping[str, Any], state: Mapping[str, Any]) -> str:
@@ -82,19 +101,22 @@ def trained_on(config: Mapping[str, Any], state: Mapping[str, Any]) -> str:
 
 
 def model_config(ckpt: Checkpoint, weights: str) -> dict[str, Any]:
-    """``config.json`` of the model folder: what loading and scoring it needs."""
+    """``config.json`` of the model folder: what loading and scoring it needs. A local corpus
+    is named by its file name only and marked ``corpus_local``: its path is the trainer's."""
     from textgan import __version__
 
     corpus = {
         k: v for k, v in ckpt.config.get("corpus", {}).items() if k not in LOCAL_CORPUS_FIELDS
     }
+    published = card.PublishedCorpus.of(str(corpus.get("corpus", "")))
     return {
         "textgan": hub.MODEL_FORMAT,
         "textgan_version": __version__,
         "model_type": "textgan-generator",
         "model": ckpt.config["model"],
         "vocab": {"kind": ckpt.vocab.kind, "size": len(ckpt.vocab), "pad_id": 0, "unk_id": 1},
-        "corpus": corpus,
+        "corpus": {**corpus, "corpus": published.name},
+        hub.CORPUS_LOCAL: published.local,
         "weights": weights,
         "iteration": ckpt.iteration,
     }
@@ -103,20 +125,24 @@ def model_config(ckpt: Checkpoint, weights: str) -> dict[str, Any]:
 def card_facts(
     run: RunDir, ckpt: Checkpoint, generator: Any, weights: str, name: str, command: str
 ) -> card.CardFacts:
-    """The card's numbers: JS from the run's log, the rest scored now on samples of
+    """The card's numbers: JS from the run's evaluation at the checkpoint's iteration (or, when
+    it logged none there, evaluated now as it would have), the rest scored now on samples of
     ``generator`` (argmax, seed 0), so ``textgan score --model`` reproduces them."""
+    from textgan.metrics.report import Scorer
     from textgan.models import count_parameters
     from textgan.sampling import sample_text
-    from textgan.scoring import Target, score_lines
+    from textgan.scoring import Target, run_corpus, score_lines
 
+    prepared = run_corpus(run.path)
     batches = sample_text(generator, ckpt.vocab, SCORE_SAMPLES, seed=SAMPLE_SEED)
     lines = [line for batch in batches for line in batch]
-    scores = score_lines(lines, Target(run=run.path))
-    js_iteration, js = evaluation_row(run, ckpt.iteration, weights)
+    scorer = Scorer.from_prepared(prepared, 4, progress=False)
+    scores = score_lines(lines, Target(run=run.path), scorer=scorer)
     config, state = ckpt.config, ckpt.state or {}
+    js = logged_evaluation(run, ckpt.iteration, weights)
     return card.CardFacts(
         name=name,
-        corpus=str(config["corpus"]["corpus"]),
+        corpus=card.PublishedCorpus.of(str(config["corpus"]["corpus"])),
         preset=str(config["train"]["preset"]),
         iteration=ckpt.iteration,
         iters=int(config["train"]["iters"]),
@@ -124,8 +150,8 @@ def card_facts(
         device=trained_on(config, state),
         weights=weights,
         parameters=count_parameters(generator),
-        js_iteration=js_iteration,
-        js=js,
+        js_at_export=js is None,
+        js=js if js is not None else evaluate_now(config, generator, prepared),
         scores=scores,
         samples=lines[:CARD_SAMPLES],
         command=command,

@@ -35,6 +35,8 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 VOCAB = "vocab.json"
 CARD = "README.md"
+# In config.json: the corpus is a file of the trainer's machine, named but not published.
+CORPUS_LOCAL = "corpus_local"
 FILES = (CONFIG, WEIGHTS, VOCAB, CARD)
 HF_PREFIX = "hf:"
 # USER/NAME as the hub spells repository ids; anything else is only ever a local path.
@@ -151,6 +153,11 @@ def model_corpus(source: str | Path, data_dir: str, progress: bool = False) -> P
     values = model.config.get("corpus")
     if not isinstance(values, dict):
         raise UserError(f"{where} names no corpus; score with --corpus or --reference instead")
+    if model.config.get(CORPUS_LOCAL) is True:
+        raise UserError(
+            f"model {model.path} was trained on a local corpus ({values.get('corpus')}) that is "
+            "not published with it; score with --corpus PATH (your copy) or --reference instead"
+        )
     config = build(CorpusConfig, {**values, "data_dir": data_dir}, where)
     prepared = prepare(config, progress=progress)
     if prepared.vocab != model.vocab:

@@ -21,13 +21,15 @@ _SHOWN = ("corpus.corpus", "corpus.data_dir", "train.name", "train.run_dir")
 
 def reproduce_command(config: Mapping[str, Any]) -> str:
     """The ``textgan train`` command that trains a run of ``config`` (a run's config.json)
-    again: its preset and every flag whose value differs from that preset's."""
+    again: its preset and every flag whose value differs from that preset's; a local corpus
+    by its file name (its path is the trainer's)."""
+    from textgan.card import PublishedCorpus
     from textgan.cli.options import command_flags
     from textgan.config import SECTIONS, layered_config
 
     preset = config["train"]["preset"]
     defaults = layered_config(preset)
-    corpus = shlex.quote(str(config["corpus"]["corpus"]))
+    corpus = shlex.quote(PublishedCorpus.of(str(config["corpus"]["corpus"])).name)
     parts = ["textgan train", f"--preset {preset}", f"--corpus {corpus}"]
     for flag in command_flags(SECTIONS):
         value = config.get(flag.section, {}).get(flag.field.name)
