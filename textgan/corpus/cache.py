@@ -3,16 +3,24 @@
 A folder is built under a temporary name and renamed to its key, so a folder under its key is
 always complete. Several processes may prepare the same corpus at once (job arrays on a shared
 data folder): the one that renames last finds the other's folder there and uses it.
+
+A writer holds an ``flock`` on ``.tmp-<key>-<pid>.lock`` beside its temporary folders from
+before it makes them until they are gone; the kernel drops the lock when the writer dies, even
+by ``kill -9``. Every ``prepare`` removes the folders whose lock it can take: a dead writer's,
+never a live one's, on this machine or another sharing the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from textgan.corpus.build import build, file_signature
@@ -24,6 +32,9 @@ from textgan.errors import UserError
 from textgan.rundir import process_alive
 
 _TAKEN = (errno.ENOTEMPTY, errno.EEXIST)  # rename onto a folder that holds files
+# A writer's temporary folders (.tmp- while built, .old- a replaced cache) and its lock.
+_LEFTOVER = re.compile(r"^\.(?:tmp|old)-(.+-\d+)(\.lock)?$")
+_LOCK = ".tmp-{}.lock"
 
 
 def prepare(cfg: CorpusConfig, force: bool = False, progress: bool = True) -> PreparedCorpus:
@@ -33,18 +44,18 @@ def prepare(cfg: CorpusConfig, force: bool = False, progress: bool = True) -> Pr
     key = corpus_key(cfg, source)
     data_dir = Path(cfg.data_dir).expanduser()
     target = data_dir / key
+    remove_leftovers(data_dir)  # also when the cache is reused: a dead writer's go now
     if not force:
         cached = _reusable(target, source)
         if cached is not None:
             return cached
     source.check_available()
     made_dir = not data_dir.exists()
-    staging = _staging(data_dir, key)
     try:
-        build(cfg, source, key, staging, progress)
-        found = _move_into_place(staging, target, None if force else source)
+        with _writing(data_dir, key) as staging:
+            build(cfg, source, key, staging, progress)
+            found = _move_into_place(staging, target, None if force else source)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         if made_dir:
             with contextlib.suppress(OSError):
                 data_dir.rmdir()  # only when empty
@@ -80,27 +91,87 @@ def _reusable(target: Path, source: Source) -> PreparedCorpus | None:
     return cached
 
 
-def _staging(data_dir: Path, key: str) -> Path:
-    """A fresh temporary folder for building the cache of ``key``."""
+@contextlib.contextmanager
+def _writing(data_dir: Path, key: str) -> Iterator[Path]:
+    """A fresh temporary folder for building the cache of ``key``, under this writer's lock;
+    the folder (unless renamed into place) and the lock go when the block ends."""
+    writer = f"{key}-{os.getpid()}"
+    lock, staging = data_dir / _LOCK.format(writer), data_dir / f".tmp-{writer}"
+    fd = -1
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(data_dir, key)
-        staging = data_dir / f".tmp-{key}-{os.getpid()}"
-        staging.mkdir()
-    except OSError as err:
-        raise UserError(
-            f"cannot write to --data-dir {data_dir}: {err.strerror or err}; "
-            "choose a writable folder with --data-dir"
-        ) from None
-    return staging
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fd = _hold_lock(lock)
+            shutil.rmtree(staging, ignore_errors=True)  # a dead writer's of the same pid
+            staging.mkdir()
+        except OSError as err:
+            raise UserError(
+                f"cannot write to --data-dir {data_dir}: {err.strerror or err}; "
+                "choose a writable folder with --data-dir"
+            ) from None
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(fd)
 
 
-def _remove_stale_staging(data_dir: Path, key: str) -> None:
-    """Drop temporary folders left by killed runs (their process no longer exists)."""
-    for old in [*data_dir.glob(f".tmp-{key}-*"), *data_dir.glob(f".old-{key}-*")]:
-        pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
+def _hold_lock(path: Path) -> int:
+    """An open descriptor holding ``path``'s lock (on a file system without locks, just open):
+    retried when a cleaner removed the file between its opening and the lock."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
+                os.close(fd)
+                raise
+            return fd  # no locks here: cleaners cannot take it either, so they keep it
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)
+
+
+def remove_leftovers(data_dir: Path) -> None:
+    """Remove the temporary folders (and lock) of every dead writer in ``data_dir``: those
+    whose lock can be taken, and, made by versions without locks, those of a pid not alive."""
+    try:
+        names = [entry.name for entry in data_dir.iterdir()]
+    except OSError:  # no folder yet, or one that cannot be listed: nothing to clean
+        return
+    writers = {m.group(1) for name in names if (m := _LEFTOVER.match(name))}
+    for writer in writers:
+        _remove_if_dead(data_dir, writer)
+
+
+def _remove_if_dead(data_dir: Path, writer: str) -> None:
+    lock = data_dir / _LOCK.format(writer)
+    folders = [data_dir / f".tmp-{writer}", data_dir / f".old-{writer}"]
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:  # no lock: made before writers took one, or finished meanwhile
+        if not process_alive(int(writer.rsplit("-", 1)[1])):
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+        return
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a live writer, or a file system without locks: keep
+        os.close(fd)
+        return
+    try:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            lock.unlink()
+    finally:
+        os.close(fd)
 
 
 def _move_into_place(
