@@ -16,29 +16,8 @@ GIB = 1 << 30
 # The child processes run the textgan under test, wherever they start.
 ENV = {**os.environ, "PYTHONPATH": str(Path(textgan.__file__).parents[1])}
 
-# One trainer at the given sizes, three iterations on the CPU with one thread: its peak
-# resident memory above what the process held before, beside the estimate.
-_MEASURE = """
-import json, os, resource, sys
-import numpy as np, torch
-from textgan import memory
-from textgan.config import LipschitzConfig, ModelConfig, RunConfig, TrainConfig
-from textgan.corpus import CorpusConfig
-from textgan.trainer import Trainer
-
-length, dim, blocks, batch, vocab = json.loads(sys.argv[1])
-torch.set_num_threads(1)
-model = ModelConfig(vocab_size=vocab, seq_len=length, dim=dim, blocks=blocks)
-train = TrainConfig(preset="tiny", batch_size=batch, critic_iters=2, device="cpu")
-config = RunConfig(CorpusConfig(seq_len=length), model, LipschitzConfig(), train)
-ids = np.random.default_rng(0).integers(0, vocab, size=(200, length), dtype=np.uint8)
-before = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-trainer = Trainer(config, ids, torch.device("cpu"))
-for _ in range(3):
-    trainer.step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-print(json.dumps([peak, memory.estimate(model, batch, True).total]))
-"""
+# Trainer steps at given sizes, their peak resident memory beside the estimate.
+MEASURE = Path(__file__).resolve().parents[1] / "benchmarks" / "memory_peak.py"
 
 
 @pytest.mark.parametrize(
@@ -49,11 +28,12 @@ print(json.dumps([peak, memory.estimate(model, batch, True).total]))
     ],
 )
 def test_the_estimate_covers_the_measured_peak_of_training(length, dim, blocks, batch, vocab):
-    sizes = json.dumps([length, dim, blocks, batch, vocab])
+    sizes = f"{length},{dim},{blocks},{batch},{vocab}"
     out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, sizes], capture_output=True, text=True, check=True, env=ENV
+        [sys.executable, str(MEASURE), sizes], capture_output=True, text=True, check=True, env=ENV
     )
-    peak, estimate = json.loads(out.stdout)
+    result = json.loads(out.stdout)
+    peak, estimate = result["peak_bytes"], result["estimate_bytes"]
     assert peak > 500 << 20  # large enough that the sizes, not the process, set it
     assert peak <= estimate <= 1.5 * peak
 
