@@ -109,9 +109,7 @@ def test_plot_out_in_a_read_only_folder_is_one_line(run_dir, read_only, tmp_path
     _one_line(res, f"cannot write plots to {folder} (Read-only file system)")
 
 
-def test_score_against_a_read_only_corpus_goes_on_without_caching(
-    data_dir, read_only, tmp_path
-):
+def test_score_against_a_read_only_corpus_goes_on_without_caching(data_dir, read_only, tmp_path):
     """score writes no file of its own; the language model it fits is a cache it can skip."""
     corpus = next(Path(data_dir).glob("pydocs-*"))
     for cache in corpus.glob("kn5*.npz"):

@@ -177,7 +177,7 @@ def test_bad_config_files(tmp_path, content, message):
         ("ema_decay", -0.1, "train.ema_decay must lie in"),
         ("lr_critic", 0.0, "train.lr_critic must be a positive number"),
         ("lr_gen", -1.0, "train.lr_gen must be a positive number"),
-        ("preset", "huge", "train.preset must be one of paper, small, tiny"),
+        ("preset", "huge", "train.preset must be one of paper, small, small-v1, tiny"),
         ("max_minutes", 0.0, "train.max_minutes must be a positive number"),
         ("seed", -1, "train.seed must be at least 0"),
         ("seed", 2**64, "train.seed must be at most"),
