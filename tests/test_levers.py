@@ -71,6 +71,40 @@ def test_lazy_run_penalizes_every_kth_critic_step(monkeypatch):
     assert {"gp", "grad_norm"} <= set(trainer.meter.means())
 
 
+def test_lr_scale_schedules():
+    assert [TR.lr_scale("constant", k, 4) for k in (0, 3, 9)] == [1.0, 1.0, 1.0]
+    assert [TR.lr_scale("linear", k, 4) for k in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.25, 0.25]
+
+
+def test_linear_decay_steps_both_optimizers_at_the_scaled_rates(monkeypatch):
+    config = _config(lr_decay="linear", iters=4, lr_critic=2e-3, lr_gen=1e-3)
+    trainer = TR.Trainer(config, _ids(), torch.device("cpu"))
+    seen = []
+    step = trainer.generator_step
+
+    def record():
+        seen.append((trainer.opt_d.param_groups[0]["lr"], trainer.opt_g.param_groups[0]["lr"]))
+        return step()
+
+    monkeypatch.setattr(trainer, "generator_step", record)
+    for _ in range(4):
+        trainer.step()
+    want = [(2e-3 * f, 1e-3 * f) for f in (1.0, 0.75, 0.5, 0.25)]
+    assert seen == pytest.approx(want)
+    # The same run with a constant rate trains at the base rates and ends elsewhere.
+    flat = TR.Trainer(replace(config, train=replace(config.train, lr_decay="constant")),
+                      _ids(), torch.device("cpu"))  # fmt: skip
+    for _ in range(4):
+        flat.step()
+    assert flat.opt_g.param_groups[0]["lr"] == 1e-3
+    assert not torch.equal(flat.generator.output.weight, trainer.generator.output.weight)
+
+
+def test_lr_decay_is_checked():
+    with pytest.raises(UserError, match=r"train\.lr_decay must be one of constant, linear"):
+        C.TrainConfig(lr_decay="cosine").validate()
+
+
 def test_lazy_penalty_needs_a_penalty():
     with pytest.raises(UserError, match="--penalty-every 2 needs a gradient penalty"):
         T.resolve_run_config(

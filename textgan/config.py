@@ -28,6 +28,7 @@ CRITIC_NORMS = ("none", "layer", "batch")
 # offers them as choices without importing torch.
 LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "sn-conv", "none")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+LR_DECAYS = ("constant", "linear")
 MAX_SEED = 2**63 - 1
 
 
@@ -89,6 +90,13 @@ class TrainConfig:
     # Rule"): each network its own rate; unset, it is lr.
     lr_critic: float | None = setting(None, "Critic's Adam learning rate [lr].", positive=True)
     lr_gen: float | None = setting(None, "Generator's Adam learning rate [lr].", positive=True)
+    # Linear decay to 0 over the run, as Gulrajani et al.'s CIFAR-10 ResNets train: a large
+    # early rate for speed, a small late one for the last gains (textgan.trainer.lr_scale).
+    lr_decay: str = setting(
+        "constant",
+        "Learning-rate schedule of both networks: constant, or linear (to 0 at --iters).",
+        choices=LR_DECAYS,
+    )
     beta1: float = setting(0.5, "Adam β1, in [0, 1).")
     beta2: float = setting(0.9, "Adam β2, in [0, 1).")
     # 0.999 per generator step: the generator average of Karras et al. 2018 (Progressive GANs),

@@ -94,6 +94,15 @@ def penalty_weight(every: int, critic_step: int) -> float:
     return float(every) if critic_step % every == 0 else 0.0
 
 
+def lr_scale(decay: str, iteration: int, iters: int) -> float:
+    """The factor of the base learning rates at generator iteration ``iteration`` (from 0):
+    1 throughout for ``constant``; ``1 − iteration / iters`` for ``linear``, so the last
+    iteration trains at ``1/iters`` of the base (never below it, also past ``iters``)."""
+    if decay == "constant":
+        return 1.0
+    return max(1.0 - iteration / iters, 1.0 / iters)
+
+
 def unigram_logits(train_ids: np.ndarray, vocab_size: int, max_rows: int = 100_000) -> torch.Tensor:
     """Log frequencies of the symbols in (evenly spaced rows of) the training ids, add-one
     smoothed so that every symbol keeps a finite logit."""
@@ -138,8 +147,9 @@ class Trainer:
                 self.generator.output.bias.copy_(unigram_logits(train_ids, m.vocab_size))
         self.critic = apply_constraint(Critic(m).to(device), config.lipschitz)
         betas = (t.beta1, t.beta2)
-        self.opt_g = fast.adam(self.generator.parameters(), t.lr_gen or t.lr, betas, device)
-        self.opt_d = fast.adam(self.critic.parameters(), t.lr_critic or t.lr, betas, device)
+        self.base_lr = {"gen": t.lr_gen or t.lr, "critic": t.lr_critic or t.lr}
+        self.opt_g = fast.adam(self.generator.parameters(), self.base_lr["gen"], betas, device)
+        self.opt_d = fast.adam(self.critic.parameters(), self.base_lr["critic"], betas, device)
         self.fast = fast.FastPath(
             self.generator, self.critic, config.lipschitz, device, t.precision, t.compile
         )
@@ -212,10 +222,15 @@ class Trainer:
         """One generator iteration: ``critic_iters`` critic steps, then one generator step;
         statistics go to ``meter`` (default: the trainer's own, saved with its state)."""
         meter = self.meter if meter is None else meter
-        steps = self.config.train.critic_iters
+        t = self.config.train
+        steps = t.critic_iters
         monitor = self.logs_next()
+        scale = lr_scale(t.lr_decay, self.iteration, t.iters)
+        for opt, base in ((self.opt_g, self.base_lr["gen"]), (self.opt_d, self.base_lr["critic"])):
+            for group in opt.param_groups:
+                group["lr"] = base * scale
         for i in range(steps):
-            weight = penalty_weight(self.config.train.penalty_every, self.iteration * steps + i)
+            weight = penalty_weight(t.penalty_every, self.iteration * steps + i)
             # A lazy step has no input gradient to monitor: the interval's penalized steps
             # report grad_norm.
             loss, stats = self.critic_step(monitor and i == steps - 1 and weight > 0, weight)
