@@ -72,9 +72,9 @@ def test_train_flags_are_unset_and_show_each_presets_default():
     train = _opts(cli_training.train)
     assert all(train[f].default is None for f in ("--dim", "--iters", "--compile", "--seed"))
     assert _help(cli_training.train, "--dim") == (
-        "Channels of both networks. [paper: 512; small: 128; small-v1: 128; tiny: 32]"
+        "Channels of both networks. [paper: 512; small: 64; small-v1: 128; tiny: 32]"
     )
-    iters = "[paper: 200,000; small: 15,000; small-v1: 15,000; tiny: 400]"
+    iters = "[paper: 200,000; small: 18,000; small-v1: 15,000; tiny: 400]"
     assert iters in _help(cli_training.train, "--iters")
     assert _help(cli_training.train, "--kernel") == "Convolution width. [5]"
     assert _help(cli_training.train, "--compile").endswith("[no-compile]")

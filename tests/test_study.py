@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from textgan import config as C
 from textgan.errors import UserError
 from textgan.rundir import read_rows
 from textgan.study import (
@@ -262,7 +263,8 @@ def test_recipe_specs_parse_to_layers(tmp_path):
         "lipschitz": {"kind": "clip"},
     }
     layers = fast.layers({"train": {"seed": 3}})
-    assert layers["train"]["critic_iters"] == 2 and layers["train"]["lr"] == 3e-4  # small's lr
+    assert layers["train"]["critic_iters"] == 2
+    assert layers["train"]["lr"] == C.PRESETS["small"]["train"]["lr"]  # the preset's
     assert layers["train"]["seed"] == 3 and layers["model"] == {"dim": 64, "blocks": 2}
     assert fast.sections() == {
         "train": {"critic_iters": 2, "preset": "small"},

@@ -115,7 +115,7 @@ def test_presets_hold_the_paper_defaults():
     assert int(next(iter(trainer.opt_g.state.values()))["step"]) == 1
     assert trainer.real_batch().shape[0] == 64
     assert config.lipschitz.kind == "gp" and config.lipschitz.lam == 10.0
-    assert C.layered_config("small")["model"]["dim"] == 128
+    assert C.layered_config("small")["model"]["dim"] == 64
     assert set(C.PRESETS) == {"paper", "small", "small-v1", "tiny"}
     # small-v1 is the recipe of the finished 15,000-iteration run in docs/quality.md
     v1 = C.layered_config("small-v1")
