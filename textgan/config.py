@@ -179,9 +179,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Gulrajani et al. 2017: D = 512, 5 blocks, batch 64, 10 critic steps, 200,000 iterations.
     "paper": {"model": {"dim": 512, "blocks": 5}, "train": {}},
     # The CPU model, found by textgan tune and confirmed by textgan study compare against
-    # small-v1 on the Billion Word shards (docs/quality.md, "Time to quality"): narrower, smaller
-    # batches, a 5x larger lr, the lazy penalty and the unigram output bias make an iteration
-    # about 7x cheaper than small-v1's and reach each JS-4 target sooner in wall-clock time.
+    # small-v1 on the Billion Word shards (docs/quality.md, "Time to quality"): half the width,
+    # half the batch and the lazy penalty make an iteration about 7x cheaper than small-v1's;
+    # a 5x larger lr, decaying linearly, and the unigram output bias make up for what an
+    # iteration learns less, so each JS-4 target comes sooner in wall-clock time.
     "small": {
         "model": {"dim": 64, "blocks": 2},
         "train": {
