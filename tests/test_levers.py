@@ -142,23 +142,39 @@ def test_eval_schedule_on_a_wall_clock_grid():
     assert not resumed(1, 80.0) and resumed(1, 90.0)
 
 
-def test_a_run_evaluates_at_wall_clock_intervals(tmp_path):
+def _train_tiny(tmp_path, **train):
+    """A tiny run on pydocs in tmp_path/run, evaluated on 16 samples."""
     overrides = {
         "corpus": {"corpus": "pydocs", "data_dir": str(tmp_path / "data")},
         "model": {"dim": 8},
         "train": {
-            "iters": 40,
             "eval_every": 1000,
-            "eval_minutes": 0.001,
             "eval_samples": 16,
             "run_dir": str(tmp_path / "run"),
             "ckpt_every": 1000,
+            **train,
         },
     }
     config, prepared = T.resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
     T.train(config, prepared, progress=False)
+
+
+def test_a_run_evaluates_at_wall_clock_intervals(tmp_path):
+    _train_tiny(tmp_path, iters=40, eval_minutes=0.001)
     evals = [r for r in rd.read_rows(tmp_path / "run" / rd.METRICS) if "js4" in r]
     assert len(evals) >= 3 and evals[-1]["iter"] == 40
     times = [r["time"] for r in evals[:-1]]
     grid = [math.floor(t / 0.06) for t in times]
     assert grid == sorted(set(grid))  # at most one evaluation per 0.06 s interval
+
+
+def test_a_linearly_decayed_run_refuses_a_new_end_when_resumed(tmp_path):
+    """Extending a finished linear run would raise its rate from ~0 back up: refused, one line,
+    before the run's files are touched; its own end (or none) resumes as before."""
+    _train_tiny(tmp_path, iters=6, lr_decay="linear", ckpt_every=3)
+    metrics = (tmp_path / "run" / rd.METRICS).read_bytes()
+    with pytest.raises(UserError, match="decays linearly to 0 at iteration 6"):
+        T.resume(tmp_path / "run", {"iters": 12}, progress=False)
+    assert (tmp_path / "run" / rd.METRICS).read_bytes() == metrics
+    with pytest.raises(UserError, match="already at iteration 6 of 6"):
+        T.resume(tmp_path / "run", {"iters": 6}, progress=False)

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -501,3 +502,91 @@ def test_cli_compare_bad_inputs_are_one_line_exit_2(tmp_path):
         (["--device", "cpu,cpu"], "--device names one device"),
     ):
         _assert_one_line_error(_cli(*base, *args, cwd=tmp_path), message)
+
+
+def _study_copy(src, dst, **changes):
+    """A second study folder: ``src``'s runs copied, its study.json changed by ``changes``
+    (``section.key=value``)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    result = json.loads((dst / "study.json").read_text())
+    for key, value in changes.items():
+        section, field = key.split("__")
+        result[section][field] = value
+    (dst / "study.json").write_text(json.dumps(result))
+    return result
+
+
+def test_report_rebuilds_a_study_from_its_runs_as_they_are_now(tmp_path):
+    from textgan.study import FIGURE, compare_study
+    from textgan.study_rebuild import rebuild_report
+    from textgan.study_report import compare_markdown
+
+    cfg = _compare_config(
+        tmp_path, "base=tiny", minutes=0.03, eval_minutes=0.01, targets=(1.0,),
+        threads=1, device="cpu", eval_samples=64,
+    )  # fmt: skip
+    study = tmp_path / "study"
+    compare_study(cfg, study, progress=False, echo=lambda _: None)
+    # The run goes on (as --resume would): one more evaluation, later and better.
+    metrics = study / "base-s0" / "metrics.jsonl"
+    rows = read_rows(metrics)
+    step = {**[r for r in rows if "wasserstein" in r][-1], "iter": rows[-1]["iter"] + 5}
+    later = {**[r for r in rows if "js1" in r][-1], "iter": step["iter"], "ema_js4": 0.05}
+    step["time"] = later["time"] = 600.0
+    metrics.write_text(metrics.read_text() + json.dumps(step) + "\n" + json.dumps(later) + "\n")
+    result = rebuild_report([study], targets=[1.0, 0.1])
+    assert json.loads((study / "study.json").read_text()) == result
+    (row,) = result["runs"]
+    assert row["run"] == "base-s0" and row["iterations"] == later["iter"]
+    assert row["ema_js4"] == 0.05 and row["minutes_to_target"][1] == 10.0
+    assert result["settings"]["minutes"] == 10.0 and result["settings"]["targets"] == [1.0, 0.1]
+    assert (study / "study.md").read_text() == compare_markdown(result)
+    assert "| base-s0 | base | 0 | ok |" in (study / "study.md").read_text()
+    # Another study of another recipe, measured alike: one table over both, runs by path.
+    _study_copy(study, tmp_path / "other", settings__recipes={"wide": "tiny:model.dim=64"})
+    other = json.loads((tmp_path / "other" / "study.json").read_text())
+    other["runs"][0]["recipe"] = "wide"
+    (tmp_path / "other" / "study.json").write_text(json.dumps(other))
+    both = rebuild_report([study, tmp_path / "other"], tmp_path / "both")
+    assert [r["run"] for r in both["runs"]] == ["../study/base-s0", "../other/base-s0"]
+    assert [r["recipe"] for r in both["recipes"]] == ["base", "wide"]
+    assert both["settings"]["recipes"] == {"base": "tiny", "wide": "tiny:model.dim=64"}
+    assert both["sources"] == [str(study), str(tmp_path / "other")]
+    assert (tmp_path / "both" / FIGURE).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_report_refuses_studies_it_cannot_merge(tmp_path):
+    from textgan.study_rebuild import rebuild_report
+
+    study = tmp_path / "s"
+    study.mkdir()
+    base = _compare_result()
+    base.update(study="compare", out=str(study))
+    base["settings"].update(recipes={"a": "tiny"}, device="cpu")
+    (study / "study.json").write_text(json.dumps(base))
+    for name, changes, message in (
+        ("samples", {"settings__eval_samples": 999}, "differ in eval_samples (317 against 999)"),
+        ("cpu", {"machine__cpu": "CPU Y"}, "differ in cpu"),
+        ("clash", {"settings__recipes": {"a": "small"}}, "recipe a is 'tiny' in one study"),
+    ):
+        _study_copy(study, tmp_path / name, **changes)
+        with pytest.raises(UserError, match=re.escape(message)):
+            rebuild_report([study, tmp_path / name], tmp_path / f"out-{name}")
+        assert not (tmp_path / f"out-{name}").exists()
+    with pytest.raises(UserError, match="several studies need --out"):
+        rebuild_report([study, tmp_path / "cpu"])
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "study.json").write_text(json.dumps({"study": "lipschitz"}))
+    _assert_one_line_error(
+        _cli("study", "report", tmp_path / "runs"), "is not a time-to-quality study"
+    )
+    _assert_one_line_error(_cli("study", "report", tmp_path / "none"), "study file")
+    _assert_one_line_error(
+        _cli("study", "report", study, "--targets", "2"), "--targets are JS-4 values"
+    )
+    _assert_one_line_error(
+        _cli("study", "report", study, "--out", tmp_path / "s" / "study.json"),
+        "already exists and is not empty",
+    )

@@ -203,6 +203,8 @@ def compare_markdown(result: dict[str, Any]) -> str:
         cells += [fmt(v, ".2f") for v in r["minutes_to_target"]]
         lines.append(_row(cells))
     lines += ["", "Minutes: wall-clock time of the first evaluation at or below the target."]
+    if result.get("sources"):
+        lines.append(f"Rebuilt from the runs of {', '.join(result['sources'])} as they are now.")
     return "\n".join(lines) + "\n"
 
 

@@ -207,6 +207,7 @@ def resume(
     refuse_resume_changes(
         ["--" + k.replace("_", "-") for k in sorted(set(overrides) - set(RESUMABLE))]
     )
+    _refuse_moving_the_decay(config.train, overrides.get("iters"))
     config = with_train(config, **overrides, run_dir=str(run.path))
     prepared = prepare_corpus(config.corpus, progress)
     device = _device(config)
@@ -215,6 +216,17 @@ def resume(
     # one writer and the folder takes writes.
     with output.lock():
         return _resume(run, output, prepared, config, device, hooks)
+
+
+def _refuse_moving_the_decay(train_config: TrainConfig, iters: int | None) -> None:
+    """A linear schedule ends at the run's own --iters: another end would make the rate jump
+    (back up, for a finished run) at the resumed iteration."""
+    if train_config.lr_decay == "linear" and iters not in (None, train_config.iters):
+        raise UserError(
+            f"--iters cannot change when resuming this run: its learning rate decays linearly "
+            f"to 0 at iteration {train_config.iters:,}, and another end would make the rate "
+            f"jump; start a new run with --iters {iters} (or train with --lr-decay constant)"
+        )
 
 
 def _device(config: RunConfig) -> torch.device:

@@ -94,6 +94,28 @@ def study_compare(
     return 0 if result["stopped_by"] is None else 128 + result["stopped_by"]
 
 
+@study.command("report")
+@click.argument("studies", nargs=-1, required=True)
+@click.option("--out", help="Folder of the common report [the study itself, when one is given].")
+@click.option("--targets", help="EMA JS-4 values to report the minutes to [the first study's].")
+def study_report(studies: tuple[str, ...], out: str | None, targets: str | None) -> int:
+    """Rebuild the table and figure of compare studies from their runs as they are now: after
+    a run was resumed for more minutes, with other targets, or several studies in one table.
+
+    Studies must share the corpus, the evaluation grid and samples, the device, the CPU and the
+    threads per run; a recipe name must mean one recipe in all of them.
+    """
+    from textgan.study_rebuild import rebuild_report
+    from textgan.study_recipes import parse_numbers
+    from textgan.study_report import compare_markdown
+
+    wanted = parse_numbers(targets, float, "--targets") if targets is not None else None
+    result = rebuild_report(studies, out, wanted)
+    click.echo(compare_markdown(result), nl=False)
+    _echo(f"report written to {result['out']}")
+    return 0
+
+
 @study.command("lipschitz")
 @click.option("--corpus", required=True, help="billion_words | pydocs | a path | hf:ID[:CONFIG].")
 @click.option(
