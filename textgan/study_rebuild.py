@@ -18,6 +18,7 @@ from typing import Any
 
 from textgan.errors import UserError
 from textgan.files import disk_error, read_json
+from textgan.study import write_report
 from textgan.study_report import compare_recipes, compare_run, floors
 
 # What two studies must share for their runs to sit in one table.
@@ -74,8 +75,6 @@ def rebuild_report(
 ) -> dict[str, Any]:
     """Reread the runs of the compare studies ``sources`` and write their report to ``out``
     (default: the one source); ``targets`` default to the first study's. Returns the report."""
-    from textgan.study import write_report
-
     folders = [Path(s) for s in sources]
     if not folders:
         raise UserError("no study given; name at least one study folder")
