@@ -8,20 +8,15 @@ once on free ports and are always stopped; every wait has a deadline, so a brows
 fails the test instead of hanging it.
 """
 
-import contextlib
-import importlib.util
 import os
-import shutil
-import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from demo_helpers import SPACE_NAME, sample, tiny_run, tiny_space
 
 from textgan.demo import free_port
+from textgan.demo_browser import PageError, Server, fill, load, missing_tools, open_browser, press
 
 REQUIRE = "TEXTGAN_REQUIRE_BROWSER"
 WAIT_S = 90  # generous: a 2-core machine starts two servers and a browser at once
@@ -55,21 +50,6 @@ runpy.run_path(f"{folder}/app.py", run_name="__main__")
 """
 
 
-def missing_tools() -> str | None:
-    """What this machine lacks to drive a browser, None when nothing."""
-    for module in ("selenium", "gradio"):
-        if importlib.util.find_spec(module) is None:
-            return f"needs {module} (pip install -e '.[dev]')"
-    if chromium() is None or shutil.which("chromedriver") is None:
-        return "needs Chromium and chromedriver (apt-get install chromium chromium-driver)"
-    return None
-
-
-def chromium() -> str | None:
-    names = ("chromium", "chromium-browser", "google-chrome")
-    return next((path for path in map(shutil.which, names) if path), None)
-
-
 @pytest.fixture(scope="module")
 def driver():
     problem = missing_tools()
@@ -77,16 +57,7 @@ def driver():
         if os.environ.get(REQUIRE) == "1":
             pytest.fail(f"{REQUIRE}=1 but the browser test {problem}")
         pytest.skip(f"browser test {problem}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium()  # the system's: nothing is downloaded
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1400,1000")
-    browser = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    browser.set_page_load_timeout(WAIT_S)
+    browser = open_browser(1400, 1000, WAIT_S)
     yield browser
     browser.quit()
 
@@ -99,33 +70,6 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     return tiny_space(tmp_path_factory)
-
-
-class Server:
-    """A page server in its own process, its output in a log file."""
-
-    def __init__(self, args: list[str], port: int, log: Path, env: dict[str, str]) -> None:
-        self.url, self.log = f"http://127.0.0.1:{port}/", log
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    def wait_ready(self, deadline: float) -> str:
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the server exited: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(self.url, timeout=5) as reply:
-                if reply.status == 200:
-                    return self.url
-            time.sleep(0.5)
-        pytest.fail(f"the server did not answer in {WAIT_S} s: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -143,35 +87,14 @@ def servers(driver, run, space, tmp_path_factory):
     started.append(Server(command, space_port, logs / "space.log", space_env))
     try:
         deadline = time.monotonic() + WAIT_S
-        yield {"run": started[0].wait_ready(deadline), "space": started[1].wait_ready(deadline)}
+        try:
+            ready = [server.wait_ready(deadline) for server in started]
+        except PageError as err:
+            pytest.fail(str(err))
+        yield dict(zip(("run", "space"), ready, strict=True))
     finally:
         for server in started:
             server.stop()
-
-
-def fill(driver, selector: str, text: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    field = driver.find_element(By.CSS_SELECTOR, selector)
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(Keys.DELETE)
-    field.send_keys(text, Keys.TAB)
-
-
-def press(driver, selector: str, said: str) -> list:
-    """Click ``selector`` (then Generate) and wait for a message that holds ``said``."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.find_element(By.CSS_SELECTOR, selector).click()
-    driver.find_element(By.ID, "generate").click()
-
-    def message(browser):
-        found = browser.find_elements(By.CSS_SELECTOR, "#status p")
-        return [p for p in found if said in p.get_attribute("textContent")]
-
-    return WebDriverWait(driver, WAIT_S).until(message)
 
 
 def page_lines(driver) -> list[str]:
@@ -183,25 +106,21 @@ def page_lines(driver) -> list[str]:
 
 def drive(driver, url: str, source: list) -> None:
     """Ten lines equal `textgan sample`'s, then a bad value and a good request after it."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(url)
-    WebDriverWait(driver, WAIT_S).until(lambda b: b.find_elements(By.ID, "generate"))
+    load(driver, url, WAIT_S)
     fill(driver, "#n input", "10")
     fill(driver, "#seed textarea", "3")
-    press(driver, "#decoding input[value='argmax']", "-n 10 --seed 3")
+    press(driver, "#decoding input[value='argmax']", "-n 10 --seed 3", WAIT_S)
     lines = sample(*source, "-n", 10, "--seed", 3)
     assert page_lines(driver) == lines and len(lines) == 10
 
     fill(driver, "#temperature input", "-1")
-    [error] = press(driver, "#decoding input[value='temperature']", "temperature must be")
+    [error] = press(driver, "#decoding input[value='temperature']", "temperature must be", WAIT_S)
     assert error.get_attribute("class") == "error" and page_lines(driver) == []
 
     fill(driver, "#temperature input", "0.7")
     fill(driver, "#n input", "5")
     fill(driver, "#seed textarea", "4")
-    press(driver, "#decoding input[value='temperature']", "-n 5 --seed 4 --temperature 0.7")
+    press(driver, "#decoding input[value='temperature']", "-n 5 --seed 4 --temperature 0.7", WAIT_S)
     assert page_lines(driver) == sample(*source, "-n", 5, "--seed", 4, "--temperature", 0.7)
 
 
