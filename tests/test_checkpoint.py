@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from textgan import checkpoint as ck
+from textgan import files
 from textgan import rundir as rd
 from textgan.errors import UserError
 from textgan.vocab import Vocab
@@ -29,7 +30,7 @@ class _Payload:
 
 def _run(tmp_path, name="run") -> rd.RunDir:
     run = rd.RunDir.create(tmp_path / name)
-    rd.write_json(run.config, {"model": {"dim": 4}})
+    files.write_json(run.config, {"model": {"dim": 4}})
     Vocab((ord("a"), ord("b"))).save(run.vocab)
     return run
 
@@ -250,7 +251,7 @@ def _generator_checkpoint(tmp_path):
 
     model = ModelConfig(vocab_size=4, seq_len=8, dim=4, blocks=1)
     run = rd.RunDir.create(tmp_path / "run")
-    rd.write_json(run.config, {"model": asdict(model)})
+    files.write_json(run.config, {"model": asdict(model)})
     Vocab((ord("a"), ord("b"))).save(run.vocab)
     weights = {"generator": Generator(model).state_dict(), "critic": {}}
     state = {"format": ck.FORMAT_VERSION, "iteration": 5}

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from textgan import checkpoint as ck
 from textgan import config as C
+from textgan import files
 from textgan import rundir as rd
 from textgan import train as training
 from textgan.cli import main
@@ -90,7 +91,7 @@ def test_train_writes_a_run_with_the_resolved_config(trained):
         "iter_0000002",
         "iter_0000004",
     ]
-    rows = rd.read_rows(trained / "metrics.jsonl")
+    rows = files.read_rows(trained / "metrics.jsonl")
     assert [r["iter"] for r in rows if "critic_loss" in r] == [1, 2, 3, 4]
     assert (trained / "samples" / "iter_4.txt").is_file()
 
@@ -160,7 +161,7 @@ def test_resume_extends_a_finished_run(trained, tmp_path):
     result = _invoke(["train", "--resume", str(run), "--iters", "6", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert rd.RunDir(run).latest_checkpoint().name == "iter_0000006"
-    rows = [r["iter"] for r in rd.read_rows(run / "metrics.jsonl") if "critic_loss" in r]
+    rows = [r["iter"] for r in files.read_rows(run / "metrics.jsonl") if "critic_loss" in r]
     assert rows == [1, 2, 3, 4, 5, 6]
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from textgan import checkpoint as ck  # noqa: E402
 from textgan import config as C  # noqa: E402
-from textgan import distributed, lipschitz  # noqa: E402
+from textgan import distributed, files, lipschitz  # noqa: E402
 from textgan import rundir as rd  # noqa: E402
 from textgan import train as T  # noqa: E402
 from textgan.corpus import CorpusConfig, prepare  # noqa: E402
@@ -278,7 +278,7 @@ def world2_runs(data_dir, tmp_path_factory):
 
 
 def _rows(run: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "time"} for r in rd.read_rows(run / rd.METRICS)]
+    return [{k: v for k, v in r.items() if k != "time"} for r in files.read_rows(run / rd.METRICS)]
 
 
 def test_every_rank_holds_identical_weights(world2_runs):

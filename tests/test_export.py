@@ -19,7 +19,7 @@ from textgan.card import PublishedCorpus
 from textgan.checkpoint import EMA_KEY, load_checkpoint
 from textgan.cli import main
 from textgan.corpus import pydocs_sentences
-from textgan.rundir import append_rows, read_rows
+from textgan.files import append_rows, read_rows
 
 TRAIN = {"iters": 20, "eval_every": 10, "ckpt_every": 10, "eval_samples": 64, "device": "cpu"}
 SMALL = {"dim": 16}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from textgan import config as C
-from textgan import fast
+from textgan import fast, files
 from textgan import rundir as rd
 from textgan import train as T
 from textgan import trainer as TR
@@ -161,7 +161,7 @@ def _train_tiny(tmp_path, **train):
 
 def test_a_run_evaluates_at_wall_clock_intervals(tmp_path):
     _train_tiny(tmp_path, iters=40, eval_minutes=0.001)
-    evals = [r for r in rd.read_rows(tmp_path / "run" / rd.METRICS) if "js4" in r]
+    evals = [r for r in files.read_rows(tmp_path / "run" / rd.METRICS) if "js4" in r]
     assert len(evals) >= 3 and evals[-1]["iter"] == 40
     times = [r["time"] for r in evals[:-1]]
     grid = [math.floor(t / 0.06) for t in times]

@@ -10,7 +10,7 @@ from textgan import loggers
 from textgan import train as training
 from textgan.cli import main
 from textgan.config import layered_config
-from textgan.rundir import read_rows
+from textgan.files import read_rows
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

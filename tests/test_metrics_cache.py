@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from textgan import rundir
+from textgan import files
 from textgan.metrics.lm import KneserNeyLM
 from textgan.metrics.reference import ReferenceNgrams
 from textgan.vocab import Vocab, count_symbols, text_to_codes
@@ -131,13 +131,13 @@ def test_loading_a_cache_never_unpickles(prepared, tmp_path):
 
 def test_caches_are_written_through_atomic_open(prepared, monkeypatch):
     opened = []
-    real_atomic_open = rundir.atomic_open
+    real_atomic_open = files.atomic_open
 
     def spy(path, *args, **kwargs):
         opened.append(path)
         return real_atomic_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(rundir, "atomic_open", spy)
+    monkeypatch.setattr(files, "atomic_open", spy)
     ReferenceNgrams.for_corpus(prepared, 2, progress=False)
     KneserNeyLM.for_corpus(prepared, order=3)
     assert [str(p) for p in opened] == [str(prepared.path / n) for n in ("ngrams.npz", "kn3.npz")]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from textgan import files
 from textgan import rundir as rd
 from textgan.errors import UserError
 
@@ -38,13 +39,13 @@ def _entries(folder: Path) -> list[str]:
 def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "out.txt"
     path.write_text("old")
-    with pytest.raises(RuntimeError), rd.atomic_open(path) as fh:
+    with pytest.raises(RuntimeError), files.atomic_open(path) as fh:
         fh.write("half")
         raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert _entries(tmp_path) == ["out.txt"]
     path.chmod(0o640)
-    rd.atomic_write_text(path, "new")
+    files.atomic_write_text(path, "new")
     assert path.read_text() == "new"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640  # a replaced file keeps its permissions
 
@@ -55,7 +56,7 @@ def test_symlink_to_a_regular_file_replaces_the_target_and_keeps_the_link(tmp_pa
     target.write_text("old\n")
     link = tmp_path / "link.txt"
     link.symlink_to(target)
-    rd.atomic_write_text(link, "new\n")
+    files.atomic_write_text(link, "new\n")
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert target.read_text() == "new\n"
     assert _entries(tmp_path / "real") == ["samples.txt"] and _entries(tmp_path) == [
@@ -66,7 +67,7 @@ def test_symlink_to_a_regular_file_replaces_the_target_and_keeps_the_link(tmp_pa
 
 def test_a_device_node_is_written_into_not_replaced(tmp_path):
     null = _char_device(tmp_path / "null", 3)
-    rd.atomic_write_text(null, "samples\n")
+    files.atomic_write_text(null, "samples\n")
     assert stat.S_ISCHR(null.lstat().st_mode)
     assert _entries(tmp_path) == ["null"]
 
@@ -77,7 +78,7 @@ def test_a_fifo_is_written_into(tmp_path):
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
     reader.start()
-    rd.atomic_write_text(fifo, "a\nb\n")
+    files.atomic_write_text(fifo, "a\nb\n")
     reader.join(timeout=30)
     assert got == [b"a\nb\n"] and stat.S_ISFIFO(fifo.lstat().st_mode)
 
@@ -90,7 +91,7 @@ def test_a_link_to_an_open_descriptor_is_appended_to(tmp_path):
     with open(log, "a") as shell_file:
         for fd, name in ((shell_file.fileno(), "to_file"), (write_end, "to_pipe")):
             (tmp_path / name).symlink_to(f"/proc/self/fd/{fd}")
-            rd.atomic_write_text(tmp_path / name, "tail\n")
+            files.atomic_write_text(tmp_path / name, "tail\n")
             assert (tmp_path / name).is_symlink()
     os.close(write_end)
     assert log.read_text() == "head\ntail\n"  # what the shell wrote there stays
@@ -100,14 +101,14 @@ def test_a_link_to_an_open_descriptor_is_appended_to(tmp_path):
 
 def test_unwritable_paths_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match=r"cannot write .*missing/x\.txt: folder .*missing does"):
-        rd.atomic_write_text(tmp_path / "missing" / "x.txt", "x")
+        files.atomic_write_text(tmp_path / "missing" / "x.txt", "x")
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
     with pytest.raises(UserError, match=r"cannot write .*a: Too many levels of symbolic links"):
-        rd.atomic_write_text(tmp_path / "a", "x")
+        files.atomic_write_text(tmp_path / "a", "x")
     assert (tmp_path / "a").is_symlink()
     with pytest.raises(UserError, match="it is a folder"):
-        rd.atomic_write_text(tmp_path, "x")
+        files.atomic_write_text(tmp_path, "x")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -117,7 +118,7 @@ def test_read_only_folder_is_a_one_line_error(tmp_path):
     locked.chmod(0o500)
     try:
         with pytest.raises(UserError, match=r"cannot write .*x.txt: Permission denied"):
-            rd.atomic_write_text(locked / "x.txt", "x")
+            files.atomic_write_text(locked / "x.txt", "x")
     finally:
         locked.chmod(0o700)
 
@@ -132,16 +133,16 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_the_old_file(tmp_path, monke
 
     monkeypatch.setattr(os, "fsync" if step == "write" else "replace", full)
     with pytest.raises(UserError, match=r"^cannot write .*config\.json: No space left on device$"):
-        rd.write_json(path, {"a": 1})
+        files.write_json(path, {"a": 1})
     assert path.read_text() == "old" and _entries(tmp_path) == ["config.json"]
 
 
 def test_full_device_and_log_are_one_line_errors(tmp_path):
     full = _char_device(tmp_path / "full", 7)
     with pytest.raises(UserError, match=r"cannot write .*full: No space left on device"):
-        rd.atomic_write_text(full, "x" * 10_000)
+        files.atomic_write_text(full, "x" * 10_000)
     with pytest.raises(UserError, match=r"cannot write .*full: No space left on device"):
-        rd.append_rows(full, [{"iter": 1}])
+        files.append_rows(full, [{"iter": 1}])
     assert stat.S_ISCHR(full.lstat().st_mode)
 
 
@@ -152,26 +153,26 @@ def test_read_json_checks_the_top_level_shape(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("[1, 2]")
     with pytest.raises(UserError, match=r"^run config .* must hold an object, not an array; "):
-        rd.read_json(path, "run config")
-    assert rd.read_json(path, "list", expect=list) == [1, 2]
+        files.read_json(path, "run config")
+    assert files.read_json(path, "list", expect=list) == [1, 2]
     path.write_bytes(b'{"corpus": "\xff"}')
     with pytest.raises(UserError, match=r"run config .* is unreadable"):
-        rd.read_json(path, "run config")
+        files.read_json(path, "run config")
     path.write_text("[" * 100_000)
     with pytest.raises(UserError, match="is unreadable"):
-        rd.read_json(path, "run config")
+        files.read_json(path, "run config")
     with pytest.raises(UserError, match=r"run config .*nothing.json is missing"):
-        rd.read_json(tmp_path / "nothing.json", "run config")
+        files.read_json(tmp_path / "nothing.json", "run config")
 
 
 def test_metrics_rows_append_and_truncate(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    rd.append_rows(path, [{"iter": k, "x": k * 0.5} for k in (1, 2, 3)])
-    rd.append_rows(path, [{"iter": 4, "x": 2.0}], durable=True)
+    files.append_rows(path, [{"iter": k, "x": k * 0.5} for k in (1, 2, 3)])
+    files.append_rows(path, [{"iter": 4, "x": 2.0}], durable=True)
     with open(path, "a") as fh:
         fh.write('{"iter": 5, "x"')  # a line cut short by a crash
-    assert [r["iter"] for r in rd.read_rows(path)] == [1, 2, 3, 4]
-    rd.truncate_rows(path, 2)
+    assert [r["iter"] for r in files.read_rows(path)] == [1, 2, 3, 4]
+    files.truncate_rows(path, 2)
     assert path.read_text() == '{"iter": 1, "x": 0.5}\n{"iter": 2, "x": 1.0}\n'
 
 
@@ -190,20 +191,20 @@ DAMAGED = (
 def test_rows_that_are_not_objects_or_hold_a_bad_byte_cost_one_row_each(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(DAMAGED)
-    rows, skipped = rd.scan_rows(path)
+    rows, skipped = files.scan_rows(path)
     assert rows == [{"iter": 1}, {"iter": 2, "s": "\ufffd"}, {"iter": "x"}, {"iter": 4}]
     assert skipped == 3
-    assert rd.read_rows(path) == rows
-    assert rd.scan_rows(tmp_path / "none.jsonl") == ([], 0)
+    assert files.read_rows(path) == rows
+    assert files.scan_rows(tmp_path / "none.jsonl") == ([], 0)
 
 
 def test_truncate_drops_unreadable_rows_so_a_resume_can_go_on(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(DAMAGED)
-    rd.truncate_rows(path, 3)
+    files.truncate_rows(path, 3)
     assert path.read_text(encoding="utf-8") == '{"iter": 1}\n{"iter": 2, "s": "\\ufffd"}\n'
     before = path.stat().st_mtime_ns
-    rd.truncate_rows(path, 3)  # nothing left to drop: the file is not rewritten
+    files.truncate_rows(path, 3)  # nothing left to drop: the file is not rewritten
     assert path.stat().st_mtime_ns == before
 
 
@@ -327,7 +328,7 @@ def test_a_second_writer_is_refused_until_the_holder_dies(tmp_path):
 
 KILLED_WRITER = """
 import sys, time
-from textgan.rundir import atomic_open
+from textgan.files import atomic_open
 with atomic_open(sys.argv[1]) as fh:
     fh.write("half")
     fh.flush()

@@ -7,7 +7,7 @@ import pytest
 
 from textgan import config as C
 from textgan.errors import UserError
-from textgan.rundir import read_rows
+from textgan.files import read_rows
 from textgan.study import (
     DEFAULT_CONSTRAINTS,
     StudyConfig,

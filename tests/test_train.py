@@ -17,6 +17,7 @@ import torch
 from textgan import checkpoint as ck
 from textgan import config as C
 from textgan import devices as D
+from textgan import files
 from textgan import run_output as RO
 from textgan import rundir as rd
 from textgan import sampling as S
@@ -67,7 +68,7 @@ def _config(corpus, tmp_path, name="run", micro=True, **train):
 
 
 def _rows(run_dir, drop_time=True):
-    rows = rd.read_rows(run_dir / rd.METRICS)
+    rows = files.read_rows(run_dir / rd.METRICS)
     return [{k: v for k, v in r.items() if not (drop_time and k == "time")} for r in rows]
 
 
@@ -247,7 +248,7 @@ def test_tiny_run_learns_the_unigram_distribution(corpus, tmp_path):
     keys = {f"{kind}js{n}" for kind in ("floor_", "ema_") for n in (1, 2, 3, 4)}
     assert all(r["n_samples"] == 640 and keys <= set(r) for r in eval_rows)
     assert result.last_eval["ema_js1"] < 0.6 * js_init  # the average learns too
-    times = [r["time"] for r in rd.read_rows(run.metrics)]
+    times = [r["time"] for r in files.read_rows(run.metrics)]
     assert times == sorted(times) and times[0] > 0
     samples = (run.samples / "iter_300.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert len(samples) == 640
@@ -305,7 +306,7 @@ def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
     assert stopped.checkpoint.name == "iter_0000004"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
     assert ck.load_checkpoint(stopped.checkpoint).state["meter"]["counts"]["gen_loss"] == 1
-    times_before = [r["time"] for r in rd.read_rows(stopped.run_dir / rd.METRICS)]
+    times_before = [r["time"] for r in files.read_rows(stopped.run_dir / rd.METRICS)]
 
     resumed = T.resume(stopped.run_dir, progress=False)
     assert resumed.iteration == 6 and resumed.stopped_by is None
@@ -314,7 +315,7 @@ def test_resume_after_sigterm_is_bit_for_bit(corpus, tmp_path):
     rows = _rows(resumed.run_dir)
     assert [r["iter"] for r in rows] == [3, 3, 6, 6]
     assert all("ema_js4" in r for r in rows if "js4" in r)
-    times = [r["time"] for r in rd.read_rows(resumed.run_dir / rd.METRICS)]
+    times = [r["time"] for r in files.read_rows(resumed.run_dir / rd.METRICS)]
     assert times[: len(times_before)] == times_before and times == sorted(times)
 
     extended = T.resume(stopped.run_dir, {"iters": 8}, progress=False)
@@ -392,7 +393,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(
         assert names == [f"iter_{kept:07d}"] and names[0] in str(err.value)
         loaded = ck.load_checkpoint(run.path)
         assert all(torch.isfinite(v).all() for v in loaded.critic.values())
-    assert all(math.isfinite(r.get("critic_loss", 0.0)) for r in rd.read_rows(run.metrics))
+    assert all(math.isfinite(r.get("critic_loss", 0.0)) for r in files.read_rows(run.metrics))
 
 
 def test_new_run_never_overwrites_an_existing_directory(corpus, tmp_path):

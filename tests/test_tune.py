@@ -237,7 +237,7 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
 
 
 def _rows(run_dir: Path) -> list[dict]:
-    from textgan.rundir import read_rows
+    from textgan.files import read_rows
 
     return read_rows(run_dir / "metrics.jsonl")
 

@@ -24,17 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from textgan.errors import UserError, first_line
-from textgan.rundir import (
-    CKPT_RE,
-    CONFIG,
-    MANIFEST,
-    TMP_PREFIX,
-    VOCAB,
-    RunDir,
-    disk_error,
-    fsync_dir,
-    read_json,
-)
+from textgan.files import TMP_PREFIX, disk_error, fsync_dir, read_json
+from textgan.rundir import CKPT_RE, CONFIG, MANIFEST, VOCAB, RunDir
 from textgan.vocab import Vocab
 
 STATE = "state.pt"

@@ -18,7 +18,7 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from textgan import rundir
+from textgan import files
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
 from textgan.settings import SettingError, check_settings, check_type, declared, setting
@@ -256,7 +256,7 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
         """The config saved in a run's ``config.json``."""
-        return cls.from_dict(rundir.read_json(Path(path), "run config"), str(path))
+        return cls.from_dict(files.read_json(Path(path), "run config"), str(path))
 
 
 def check_fields(data: Mapping[str, Any], source: str, allow_derived: bool = False) -> None:
@@ -308,7 +308,7 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     old run's ``train.name`` and ``train.run_dir`` (the new run gets its own directory).
     """
     path = Path(path)
-    data = rundir.read_json(path, "config file")
+    data = files.read_json(path, "config file")
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a JSON object of sections")
     dropped = dict(DERIVED)

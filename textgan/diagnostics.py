@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from textgan.files import append_rows
 from textgan.lipschitz import (
     LipschitzConfig,
     critic_loss,
@@ -25,7 +26,7 @@ from textgan.lipschitz import (
     layer_operator_norms,
     per_sample_norm,
 )
-from textgan.rundir import DIAGNOSTICS, append_rows
+from textgan.rundir import DIAGNOSTICS
 from textgan.trainer import real_batch, stream_seed
 
 HIST_BINS = 101  # odd, so one bin is centred on zero

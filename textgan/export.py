@@ -19,7 +19,8 @@ from textgan import card, hub, sampling
 from textgan.checkpoint import Checkpoint, checkpoint_name, load_checkpoint, resolve_checkpoint
 from textgan.corpus import PreparedCorpus
 from textgan.errors import UserError
-from textgan.rundir import TMP_PREFIX, RunDir, disk_error, fsync_dir, read_rows
+from textgan.files import TMP_PREFIX, disk_error, fsync_dir, read_rows
+from textgan.rundir import RunDir
 
 SCORE_SAMPLES = 640  # as the paper; score_lines caps it at the held-out split
 SAMPLE_SEED = 0

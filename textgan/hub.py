@@ -24,7 +24,7 @@ from textgan.config import build
 from textgan.corpus import CorpusConfig, PreparedCorpus, prepare
 from textgan.corpus.hub import offline_mode
 from textgan.errors import UserError, first_line
-from textgan.rundir import read_json
+from textgan.files import read_json
 from textgan.vocab import Vocab
 
 if TYPE_CHECKING:

@@ -54,7 +54,7 @@ class TensorBoardLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         # Steps after ``start`` were logged by a run killed past its last checkpoint: purged,
-        # as the resumed run truncates metrics.jsonl (rundir.truncate_rows) to ``start``.
+        # as the resumed run truncates metrics.jsonl (textgan.files.truncate_rows) to ``start``.
         purge = start + 1 if start > 0 else None
         self.writer = SummaryWriter(str(run / TB_DIR), purge_step=purge)
         if start == 0:

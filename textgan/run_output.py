@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textgan import checkpoint as ckpt_io
-from textgan import distributed, rundir
+from textgan import distributed, files
 from textgan.config import RunConfig
 from textgan.rundir import RunDir
 from textgan.trainer import Trainer
@@ -44,10 +44,10 @@ class RunOutput:
         lock = self.run.claim() if new else self.run.lock()
         try:
             for folder in (self.run.path, self.run.checkpoints, self.run.samples):
-                rundir.probe_write(folder)
+                files.probe_write(folder)
         except OSError as err:
             lock.release()
-            raise rundir.disk_error(err.filename or self.run.path, err) from None
+            raise files.disk_error(err.filename or self.run.path, err) from None
         stack = contextlib.ExitStack()
         stack.enter_context(lock)
         stack.callback(self._close_loggers)  # first: their last events before the unlock
@@ -74,7 +74,7 @@ class RunOutput:
 
     def rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if self.active:
-            rundir.append_rows(self.run.metrics, rows)
+            files.append_rows(self.run.metrics, rows)
             for logger in self.loggers:
                 logger.log_rows(rows)
 
@@ -83,7 +83,7 @@ class RunOutput:
         if self.active:
             path = self.run.samples / f"iter_{iteration}.txt"
             text = "".join(line + "\n" for line in lines)
-            rundir.atomic_write_text(path, text)
+            files.atomic_write_text(path, text)
             for logger in self.loggers:
                 logger.log_text(iteration, text)
 
@@ -101,7 +101,7 @@ class RunOutput:
 
     def config(self, config: RunConfig, vocab: Vocab) -> None:
         if self.active:
-            rundir.write_json(self.run.config, config.to_dict())
+            files.write_json(self.run.config, config.to_dict())
             vocab.save(self.run.vocab)
 
     def checkpoint(self, trainer: Trainer, state: Mapping[str, Any], keep: int) -> Path | None:

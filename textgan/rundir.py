@@ -12,8 +12,7 @@ A run lives in ``runs/<name>/``::
     .lock           held (flock) by the one process writing the run
 
 Every file the package writes goes through ``textgan.files.atomic_open`` and every JSON file it
-reads through ``read_json`` or ``read_rows`` there; this module re-exports them, so a run's
-files and its folder are reached from one place.
+reads through ``read_json`` or ``read_rows`` there; this module knows where a run's files are.
 """
 
 from __future__ import annotations
@@ -28,20 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textgan.errors import UserError
-from textgan.files import TMP_PREFIX as TMP_PREFIX
-from textgan.files import append_rows as append_rows
-from textgan.files import atomic_open as atomic_open
-from textgan.files import atomic_write_bytes as atomic_write_bytes
-from textgan.files import atomic_write_text as atomic_write_text
-from textgan.files import disk_error as disk_error
-from textgan.files import fsync_dir as fsync_dir
-from textgan.files import probe_write as probe_write
-from textgan.files import process_alive as process_alive
-from textgan.files import read_json as read_json
-from textgan.files import read_rows as read_rows
-from textgan.files import scan_rows as scan_rows
-from textgan.files import truncate_rows as truncate_rows
-from textgan.files import write_json as write_json
+from textgan.files import TMP_PREFIX, disk_error, process_alive
 
 CONFIG = "config.json"
 VOCAB = "vocab.json"

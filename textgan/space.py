@@ -22,7 +22,7 @@ from pathlib import Path
 import textgan
 from textgan import hub
 from textgan.errors import UserError
-from textgan.rundir import TMP_PREFIX, atomic_write_bytes, fsync_dir
+from textgan.files import TMP_PREFIX, atomic_write_bytes, fsync_dir
 
 APP = "app.py"
 REQUIREMENTS = "requirements.txt"

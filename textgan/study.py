@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from textgan.errors import UserError
+from textgan.files import atomic_write_text, disk_error, read_rows, write_json
 from textgan.lipschitz import CONSTRAINTS
-from textgan.rundir import METRICS, atomic_write_text, disk_error, read_rows, write_json
+from textgan.rundir import METRICS
 from textgan.study_recipes import Recipe, merge
 from textgan.study_report import (
     compare_markdown,

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textgan.rundir import DIAGNOSTICS, METRICS, read_rows
+from textgan.files import read_rows
+from textgan.rundir import DIAGNOSTICS, METRICS
 
 # One line style per seed in the figure; dashes are kept for the floor.
 SEED_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from textgan.errors import UserError
-from textgan.rundir import write_json
+from textgan.files import write_json
 
 Echo = Callable[[str], None]
 LOGS = "logs"

@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from textgan.baseline import BASELINES, baseline_sampler
 from textgan.errors import UserError
+from textgan.files import atomic_write_text
 from textgan.metrics.reference import PAPER_N_SAMPLES
 from textgan.metrics.registry import METRICS
-from textgan.rundir import atomic_write_text
 from textgan.scoring import Target, make_scorer, score_lines, target_corpus
 
 ARGMAX = "argmax"

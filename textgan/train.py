@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from textgan import checkpoint as ckpt_io
-from textgan import distributed, memory, rundir
+from textgan import distributed, files, memory, rundir
 from textgan.config import (
     RESUMABLE,
     SECTIONS,
@@ -264,9 +264,9 @@ def _resume(
         output.echo(notice)
     evaluator = make_evaluator(config, prepared, progress)
     if output.active:
-        rundir.truncate_rows(run.metrics, ckpt.iteration)
-        rundir.truncate_rows(run.path / rundir.DIAGNOSTICS, ckpt.iteration)
-        rundir.write_json(run.config, config.to_dict())
+        files.truncate_rows(run.metrics, ckpt.iteration)
+        files.truncate_rows(run.path / rundir.DIAGNOSTICS, ckpt.iteration)
+        files.write_json(run.config, config.to_dict())
     return _loop(config, prepared, trainer, evaluator, output, hooks, last_ckpt=ckpt.path)
 
 

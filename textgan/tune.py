@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from textgan.errors import UserError
-from textgan.rundir import METRICS, disk_error, write_json
+from textgan.files import disk_error, write_json
+from textgan.rundir import METRICS
 from textgan.study_recipes import Layers, merge, parse_recipe
 from textgan.study_report import quality
 from textgan.study_runs import (

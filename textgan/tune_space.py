@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textgan import rundir
+from textgan import files
 from textgan.config import SECTIONS, LipschitzConfig, ModelConfig, TrainConfig, build
 from textgan.errors import UserError
 from textgan.settings import SettingError, check_type, declared, field_type
@@ -77,7 +77,7 @@ def load_space(path: str | Path | None) -> tuple[dict[str, dict[str, Any]], str]
     """The space as data and where it came from (``--space FILE`` or the default)."""
     if path is None:
         return DEFAULT_SPACE, "default space"
-    data = rundir.read_json(Path(path), "space file")
+    data = files.read_json(Path(path), "space file")
     if not data:
         raise UserError(f"space file {path} is empty; name at least one field to search")
     return data, f"space file {path}"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.rundir import atomic_write_text
+from textgan.files import atomic_write_text
 
 PAD = 0
 UNK = 1

@@ -44,7 +44,8 @@ def reproduce_command(config: Mapping[str, Any]) -> str:
 
 
 def _run_command(run_dir: str) -> str:
-    from textgan.rundir import CONFIG, read_json
+    from textgan.files import read_json
+    from textgan.rundir import CONFIG
 
     return reproduce_command(read_json(Path(run_dir) / CONFIG, "run config"))
 

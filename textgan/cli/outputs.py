@@ -137,7 +137,7 @@ def baseline_lines(
 
 def write_lines(batches: Iterable[list[str]], out: str | None) -> None:
     """Write batches of lines to ``out`` atomically, or stream them to stdout."""
-    from textgan import rundir
+    from textgan import files
 
     if out is None:
         try:
@@ -147,7 +147,7 @@ def write_lines(batches: Iterable[list[str]], out: str | None) -> None:
         except BrokenPipeError:  # `textgan sample | head`: the reader has all it wanted
             sys.stderr.close()
         return
-    with rundir.atomic_open(out, "w", encoding="utf-8") as fh:
+    with files.atomic_open(out, "w", encoding="utf-8") as fh:
         for lines in batches:
             fh.write("".join(line + "\n" for line in lines))
 

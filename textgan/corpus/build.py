@@ -21,7 +21,7 @@ from textgan.corpus.rows import Rows, Symbols, Tally, collect
 from textgan.corpus.source import Source
 from textgan.corpus.store import CACHE_FORMAT, HELDOUT, META, TRAIN, VOCAB, new_digest, pieces
 from textgan.errors import UserError
-from textgan.rundir import write_json
+from textgan.files import write_json
 
 if TYPE_CHECKING:
     from textgan.corpus.config import CorpusConfig

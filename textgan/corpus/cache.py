@@ -29,7 +29,7 @@ from textgan.corpus.registry import resolve
 from textgan.corpus.source import Source
 from textgan.corpus.store import CACHE_FORMAT, PreparedCorpus, load_prepared
 from textgan.errors import UserError
-from textgan.rundir import process_alive
+from textgan.files import process_alive
 
 _TAKEN = (errno.ENOTEMPTY, errno.EEXIST)  # rename onto a folder that holds files
 # A writer's temporary folders (.tmp- while built, .old- a replaced cache) and its lock.

@@ -1,6 +1,6 @@
 """The ``.npz`` caches kept beside a prepared corpus (n-gram reference, language model).
 
-A cache is written atomically (``textgan.rundir.atomic_open``) and read without unpickling. It
+A cache is written atomically (``textgan.files.atomic_open``) and read without unpickling. It
 is only a copy of something recomputable, so anything wrong with it (empty, truncated, an old
 format, arrays of the wrong type, shape or size, crafted or not) raises one of
 ``UNREADABLE_CACHE`` and the caller rebuilds it; a cache never crashes scoring.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from textgan import rundir
+from textgan import files
 from textgan.errors import UserError
 
 # What loading a damaged or outdated cache raises (an empty file: EOFError; a truncated one:
@@ -29,7 +29,7 @@ UNREADABLE_CACHE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
 def save_npz(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``meta`` (as JSON, the array ``meta``) and ``arrays`` to ``path`` as ``.npz``,
     atomically: a full disk or a killed process leaves no half-written cache behind."""
-    with rundir.atomic_open(path, "wb") as f:
+    with files.atomic_open(path, "wb") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 

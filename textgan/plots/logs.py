@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.rundir import CONFIG, DIAGNOSTICS, METRICS, read_json, scan_rows
+from textgan.files import read_json, scan_rows
+from textgan.rundir import CONFIG, DIAGNOSTICS, METRICS
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.rundir import atomic_open, probe_write
+from textgan.files import atomic_open, probe_write
 
 
 def ensure_writable_dir(out: str | Path, what: str = "plots") -> Path:
