@@ -555,6 +555,11 @@ def test_report_rebuilds_a_study_from_its_runs_as_they_are_now(tmp_path):
     assert both["settings"]["recipes"] == {"base": "tiny", "wide": "tiny:model.dim=64"}
     assert both["sources"] == [str(study), str(tmp_path / "other")]
     assert (tmp_path / "both" / FIGURE).read_bytes()[:8] == PNG_SIGNATURE
+    some = rebuild_report([study, tmp_path / "other"], tmp_path / "some", recipes=["wide"])
+    assert [r["run"] for r in some["runs"]] == ["../other/base-s0"]
+    assert [r["recipe"] for r in some["recipes"]] == ["wide"]
+    with pytest.raises(UserError, match="no recipe narrow in these studies; they have base, wide"):
+        rebuild_report([study, tmp_path / "other"], tmp_path / "none", recipes=["narrow"])
 
 
 def test_report_refuses_studies_it_cannot_merge(tmp_path):

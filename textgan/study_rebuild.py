@@ -68,13 +68,27 @@ def _runs_at_once(studies: Sequence[tuple[Path, dict[str, Any]]]) -> int | str:
     return counts[0] if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
 
 
+def _keep(recipes: dict[str, str], wanted: Sequence[str] | None) -> dict[str, str]:
+    """The recipes named in ``wanted`` (all when None), in that order."""
+    if wanted is None:
+        return recipes
+    unknown = [name for name in wanted if name not in recipes]
+    if unknown:
+        raise UserError(
+            f"no recipe {', '.join(unknown)} in these studies; they have {', '.join(recipes)}"
+        )
+    return {name: recipes[name] for name in wanted}
+
+
 def rebuild_report(
     sources: Sequence[str | Path],
     out: str | Path | None = None,
     targets: Sequence[float] | None = None,
+    recipes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Reread the runs of the compare studies ``sources`` and write their report to ``out``
-    (default: the one source); ``targets`` default to the first study's. Returns the report."""
+    (default: the one source); ``targets`` default to the first study's, ``recipes`` (names)
+    to all of them. Returns the report."""
     folders = [Path(s) for s in sources]
     if not folders:
         raise UserError("no study given; name at least one study folder")
@@ -89,12 +103,12 @@ def rebuild_report(
         raise UserError(f"--targets are JS-4 values in (0, 1], got {tuple(targets)}")
     studies = [(folder, load_study(folder)) for folder in folders]
     _check_alike(studies)
-    recipes = _recipes(studies)
+    kept = _keep(_recipes(studies), recipes)
     first = studies[0][1]
     targets = list(targets) if targets is not None else list(first["settings"]["targets"])
     rows, run_dirs = [], []
     for folder, study in studies:
-        for run in study["runs"]:
+        for run in (r for r in study["runs"] if r["recipe"] in kept):
             run_dir = folder / run["run"]
             row = compare_run(run_dir, run["recipe"], run["seed"], run["status"], targets)
             row["run"] = run["run"] if folder == out else os.path.relpath(run_dir, out)
@@ -107,7 +121,7 @@ def rebuild_report(
         "out": str(out),
         "settings": {
             **first["settings"],
-            "recipes": recipes,
+            "recipes": kept,
             "seeds": sorted({row["seed"] for row in rows}),
             "minutes": round(budget, 1),
             "targets": targets,
@@ -116,7 +130,7 @@ def rebuild_report(
         "ema": all(study["ema"] for _, study in studies),
         "floors": floors(run_dirs),
         "runs": rows,
-        "recipes": compare_recipes(rows, list(recipes)),
+        "recipes": compare_recipes(rows, list(kept)),
         "stopped_by": None,
         "sources": [str(folder) for folder in folders],
     }

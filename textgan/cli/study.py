@@ -98,7 +98,10 @@ def study_compare(
 @click.argument("studies", nargs=-1, required=True)
 @click.option("--out", help="Folder of the common report [the study itself, when one is given].")
 @click.option("--targets", help="EMA JS-4 values to report the minutes to [the first study's].")
-def study_report(studies: tuple[str, ...], out: str | None, targets: str | None) -> int:
+@click.option("--recipes", help="Comma-separated recipe names to keep, in this order [all].")
+def study_report(
+    studies: tuple[str, ...], out: str | None, targets: str | None, recipes: str | None
+) -> int:
     """Rebuild the table and figure of compare studies from their runs as they are now: after
     a run was resumed for more minutes, with other targets, or several studies in one table.
 
@@ -110,7 +113,8 @@ def study_report(studies: tuple[str, ...], out: str | None, targets: str | None)
     from textgan.study_report import compare_markdown
 
     wanted = parse_numbers(targets, float, "--targets") if targets is not None else None
-    result = rebuild_report(studies, out, wanted)
+    names = parse_numbers(recipes, str, "--recipes") if recipes is not None else None
+    result = rebuild_report(studies, out, wanted, names)
     click.echo(compare_markdown(result), nl=False)
     _echo(f"report written to {result['out']}")
     return 0
