@@ -216,8 +216,9 @@ def overhead(preset: str, args: argparse.Namespace, device: torch.device) -> dic
     import tempfile
 
     from textgan.corpus import prepare
+    from textgan.run_eval import evaluate, make_evaluator
     from textgan.rundir import RunDir
-    from textgan.train import RunOutput, evaluate, make_evaluator
+    from textgan.train import RunOutput
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = CorpusConfig(corpus="pydocs", data_dir=str(Path(tmp) / "data"))

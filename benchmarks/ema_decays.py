@@ -23,7 +23,8 @@ import torch
 from shared_corpus import GBW
 
 from textgan.config import layered_config
-from textgan.train import argmax_ids, make_evaluator, resolve_run_config, train
+from textgan.run_eval import argmax_ids, make_evaluator
+from textgan.train import resolve_run_config, train
 from textgan.trainer import Trainer, ema_decay_at, update_ema
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from textgan import config as C
-from textgan import fast, files
+from textgan import fast, files, run_eval
 from textgan import rundir as rd
 from textgan import train as T
 from textgan import trainer as TR
@@ -133,12 +133,12 @@ def test_unigram_init_sets_the_output_bias_to_log_frequencies():
 
 
 def test_eval_schedule_on_a_wall_clock_grid():
-    every_100 = T.EvalSchedule(C.TrainConfig(eval_every=100), 0.0)
+    every_100 = run_eval.EvalSchedule(C.TrainConfig(eval_every=100), 0.0)
     assert [k for k in range(1, 301) if every_100(k, 0.0)] == [100, 200, 300]
-    timed = T.EvalSchedule(C.TrainConfig(eval_every=1, eval_minutes=0.5), 0.0)
+    timed = run_eval.EvalSchedule(C.TrainConfig(eval_every=1, eval_minutes=0.5), 0.0)
     due = [t for t in (10.0, 29.9, 30.0, 31.0, 95.0, 100.0, 121.0) if timed(1, t)]
     assert due == [30.0, 95.0, 121.0]  # one evaluation per passed multiple of 30 s
-    resumed = T.EvalSchedule(C.TrainConfig(eval_minutes=0.5), 70.0)
+    resumed = run_eval.EvalSchedule(C.TrainConfig(eval_minutes=0.5), 70.0)
     assert not resumed(1, 80.0) and resumed(1, 90.0)
 
 

@@ -9,7 +9,7 @@ import torch
 from textgan import config as C
 from textgan import diagnostics as DG
 from textgan import memory as M
-from textgan import train as T
+from textgan import run_eval
 from textgan import trainer as TR
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
@@ -162,7 +162,7 @@ def _fake_evaluator(ids):
 def test_evaluation_scores_the_argmax_of_fixed_noise():
     trainer = _trainer(ema_decay=0.0, eval_samples=24, seed=5)
     trainer.step()
-    scores, ids = T.evaluate(trainer, _fake_evaluator, trainer.config)
+    scores, ids = run_eval.evaluate(trainer, _fake_evaluator, trainer.config)
     want = _argmax_of(trainer.generator, 24, seed=5)
     assert np.array_equal(ids, want)
     assert scores == {"n_samples": 24, "js1": float(want.sum()), "floor_js1": 0.5}
@@ -173,7 +173,7 @@ def test_evaluation_scores_the_ema_generator_beside_the_raw_one():
     trainer = _trainer(ema_decay=0.9, eval_samples=24, seed=5)
     for _ in range(2):
         trainer.step()
-    scores, ids = T.evaluate(trainer, _fake_evaluator, trainer.config)
+    scores, ids = run_eval.evaluate(trainer, _fake_evaluator, trainer.config)
     raw, ema = _argmax_of(trainer.generator, 24, 5), _argmax_of(trainer.ema, 24, 5)
     assert np.array_equal(ids, ema)  # the samples written are the EMA's
     assert scores == {"n_samples": 24, "js1": float(raw.sum()), "floor_js1": 0.5,
