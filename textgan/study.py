@@ -124,16 +124,17 @@ class CompareConfig:
             raise UserError("--device names one device; --parallel runs several on it")
 
 
-def _prepare_out(out: Path) -> None:
+def check_new_folder(out: Path, what: str = "study folder") -> None:
+    """Refuse an ``out`` that exists and is not an empty folder (nothing of it is overwritten)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"study folder {out} already exists and is not empty; choose another --out")
+        raise UserError(f"{what} {out} already exists and is not empty; choose another --out")
 
 
-def _mkdir(out: Path) -> None:
+def make_folder(out: Path, what: str = "study folder") -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise disk_error(out, err, "create study folder") from None
+        raise disk_error(out, err, f"create {what}") from None
 
 
 def plan_runs(named_layers: Sequence[tuple[str, dict]], progress: bool) -> list[PlannedRun]:
@@ -190,14 +191,14 @@ def compare_study(
     """
     cfg.validate()
     out = Path(out) if out is not None else default_out("compare")
-    _prepare_out(out)
+    check_new_folder(out)
     order = [(r, seed) for seed in cfg.seeds for r in cfg.recipes]
     named = [
         (f"{r.name}-s{seed}", _compare_layers(cfg, r, seed, out / f"{r.name}-s{seed}"))
         for r, seed in order
     ]
     runs = plan_runs(named, progress)
-    _mkdir(out)
+    make_folder(out)
     threads = cfg.threads_per_run
     statuses, stopped_by = train_children(runs, [cfg.device] * cfg.parallel, threads, out, echo)
     rows = [
@@ -327,10 +328,10 @@ def lipschitz_study(
 
     cfg.validate()
     out = Path(out) if out is not None else default_out("lipschitz")
-    _prepare_out(out)
+    check_new_folder(out)
     named = [(kind, _lipschitz_layers(cfg, kind, out / kind)) for kind in cfg.constraints]
     runs = plan_runs(named, progress)
-    _mkdir(out)
+    make_folder(out)
     devices = parse_devices(cfg.device)
     if len(devices) > 1:
         # Runs sharing the CPU split its cores: more threads than cores spin and run slower.

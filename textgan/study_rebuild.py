@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from textgan.errors import UserError
-from textgan.files import disk_error, read_json
-from textgan.study import write_report
+from textgan.files import read_json
+from textgan.study import check_new_folder, make_folder, write_report
 from textgan.study_report import compare_recipes, compare_run, floors
 
 # What two studies must share for their runs to sit in one table.
@@ -95,10 +95,8 @@ def rebuild_report(
     if out is None and len(folders) > 1:
         raise UserError("several studies need --out, a folder for their common report")
     out = Path(out) if out is not None else folders[0]
-    if out not in folders and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(
-            f"report folder {out} already exists and is not empty; choose another --out"
-        )
+    if out not in folders:
+        check_new_folder(out, "report folder")
     if targets is not None and not all(0 < t <= 1 for t in targets):
         raise UserError(f"--targets are JS-4 values in (0, 1], got {tuple(targets)}")
     studies = [(folder, load_study(folder)) for folder in folders]
@@ -134,9 +132,6 @@ def rebuild_report(
         "stopped_by": None,
         "sources": [str(folder) for folder in folders],
     }
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise disk_error(out, err, "create report folder") from None
+    make_folder(out, "report folder")
     write_report(out, result)
     return result
