@@ -38,6 +38,7 @@ from textgan.lipschitz import CONSTRAINTS
 from textgan.rundir import METRICS
 from textgan.study_recipes import Recipe, merge
 from textgan.study_report import (
+    check_targets,
     compare_markdown,
     compare_recipes,
     compare_run,
@@ -115,8 +116,7 @@ class CompareConfig:
             raise UserError("two recipes share a name; give each --recipe its own NAME")
         if any(seed < 0 for seed in self.seeds):
             raise UserError(f"--seeds must be non-negative integers, got {self.seeds}")
-        if not all(0 < t <= 1 for t in self.targets):
-            raise UserError(f"--targets are JS-4 values in (0, 1], got {self.targets}")
+        check_targets(self.targets)
         for flag, value in (("--parallel", self.parallel), ("--threads", self.threads)):
             if value is not None and value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")

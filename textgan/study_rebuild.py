@@ -19,7 +19,7 @@ from typing import Any
 from textgan.errors import UserError
 from textgan.files import read_json
 from textgan.study import check_new_folder, make_folder, write_report
-from textgan.study_report import compare_recipes, compare_run, floors
+from textgan.study_report import check_targets, compare_recipes, compare_run, floors
 
 # What two studies must share for their runs to sit in one table.
 SAME_SETTINGS = ("corpus", "eval_minutes", "eval_samples", "device")
@@ -97,8 +97,8 @@ def rebuild_report(
     out = Path(out) if out is not None else folders[0]
     if out not in folders:
         check_new_folder(out, "report folder")
-    if targets is not None and not all(0 < t <= 1 for t in targets):
-        raise UserError(f"--targets are JS-4 values in (0, 1], got {tuple(targets)}")
+    if targets is not None:
+        check_targets(targets)
     studies = [(folder, load_study(folder)) for folder in folders]
     _check_alike(studies)
     kept = _keep(_recipes(studies), recipes)

@@ -14,11 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from textgan.errors import UserError
 from textgan.files import read_rows
 from textgan.rundir import DIAGNOSTICS, METRICS
 
 # One line style per seed in the figure; dashes are kept for the floor.
 SEED_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+
+
+def check_targets(targets: Sequence[float]) -> None:
+    """Targets are JS-4 values: above 0 (the floor itself is above 0) and at most 1."""
+    if not all(0 < t <= 1 for t in targets):
+        raise UserError(f"--targets are JS-4 values in (0, 1], got {tuple(targets)}")
 
 
 def quality(row: dict[str, Any]) -> float | None:
