@@ -25,6 +25,7 @@ MEASURE = Path(__file__).resolve().parents[1] / "benchmarks" / "memory_peak.py"
     [
         (2000, 64, 1, 64, 100),  # activations dominate
         (20000, 32, 1, 4, 50),  # the generator's input layer dominates
+        (1000, 128, 2, 64, 100),  # the allocator's slack was largest (1.48x the tensors)
     ],
 )
 def test_the_estimate_covers_the_measured_peak_of_training(length, dim, blocks, batch, vocab):
@@ -35,7 +36,7 @@ def test_the_estimate_covers_the_measured_peak_of_training(length, dim, blocks, 
     result = json.loads(out.stdout)
     peak, estimate = result["peak_bytes"], result["estimate_bytes"]
     assert peak > 500 << 20  # large enough that the sizes, not the process, set it
-    assert peak <= estimate <= 1.5 * peak
+    assert peak <= estimate <= 2 * peak  # on the safe side, but not by more than the peak
 
 
 def _limited(limit: str, code: str) -> str:
@@ -98,4 +99,5 @@ def test_the_estimate_reads_sizes_from_any_object():
     assert d == 10 * 8 + 8 + 2 * (8 * 8 * 5 + 8) + 32 * 8 + 1
     estimate = memory.estimate(Sizes(), batch_size=2, ema=False)
     assert estimate.params == memory.BYTES * 5 * (g + d)
-    assert estimate.activations == memory.BYTES * 2 * 32 * (8 * (8 + 13) + 7 * 10)
+    tensors = memory.BYTES * 2 * 32 * (8 * (8 + 13) + 7 * 10)
+    assert estimate.activations == int(memory.ALLOCATOR_SLACK * tensors)
