@@ -34,8 +34,7 @@ def measure(length: int, dim: int, blocks: int, batch: int, vocab: int, iters: i
     model = ModelConfig(vocab_size=vocab, seq_len=length, dim=dim, blocks=blocks)
     train = TrainConfig(preset="tiny", batch_size=batch, critic_iters=2, device="cpu")
     config = RunConfig(CorpusConfig(seq_len=length), model, LipschitzConfig(), train)
-    ids = np.random.default_rng(0).integers(0, vocab, size=(200, length))
-    ids = ids.astype(id_dtype(vocab))
+    ids = np.random.default_rng(0).integers(0, vocab, size=(200, length), dtype=id_dtype(vocab))
     with open("/proc/self/statm") as fh:
         before = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     trainer = Trainer(config, ids, torch.device("cpu"))
