@@ -27,11 +27,11 @@ import torch
 
 from textgan.config import PRESETS, RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
-from textgan.diagnostics import append_diagnostics, diagnose_trainer
-from textgan.lipschitz import LipschitzConfig
-from textgan.models import ModelConfig
+from textgan.nn.lipschitz import LipschitzConfig
+from textgan.nn.networks import ModelConfig
 from textgan.plots import write_run_plots
-from textgan.trainer import Meter, Trainer
+from textgan.training.diagnostics import append_diagnostics, diagnose_trainer
+from textgan.training.trainer import Meter, Trainer
 
 
 def _trainer(preset: str, kind: str, vocab: int) -> Trainer:

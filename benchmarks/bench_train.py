@@ -2,7 +2,7 @@
 
 For each preset: seconds per critic step, per generator step and per full iteration
 (``critic_iters`` critic steps + one generator step) of ``benchmarks/naive_step.py`` (fp32,
-eager, double backward) and of ``textgan.train.Trainer`` (the real training step, with its
+eager, double backward) and of ``textgan.training.loop.Trainer`` (the real training step, with its
 ``--precision`` and ``--compile``), the ratio of each, and the fraction of the machine's
 measured peak that textgan's step reaches (its FLOPs counted by
 ``torch.utils.flop_counter.FlopCounterMode``, the peak measured in the same run with a large
@@ -40,9 +40,9 @@ from naive_step import NaiveConfig, NaiveStep
 
 from textgan.config import PRESETS, RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
-from textgan.lipschitz import LipschitzConfig
-from textgan.models import ModelConfig
-from textgan.trainer import Meter, Trainer
+from textgan.nn.lipschitz import LipschitzConfig
+from textgan.nn.networks import ModelConfig
+from textgan.training.trainer import Meter, Trainer
 
 PAPER_ITERS = 200_000
 CLOCK = time.perf_counter  # --cpu-time: time.process_time
@@ -216,9 +216,9 @@ def overhead(preset: str, args: argparse.Namespace, device: torch.device) -> dic
     import tempfile
 
     from textgan.corpus import prepare
-    from textgan.run_eval import evaluate, make_evaluator
-    from textgan.rundir import RunDir
-    from textgan.train import RunOutput
+    from textgan.files.rundir import RunDir
+    from textgan.training.evaluation import evaluate, make_evaluator
+    from textgan.training.loop import RunOutput
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = CorpusConfig(corpus="pydocs", data_dir=str(Path(tmp) / "data"))
@@ -285,7 +285,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.compile_mode:
-        from textgan import fast
+        from textgan.nn import fast
 
         fast.COMPILE_OPTIONS[device.type] = {"mode": args.compile_mode}
     info = {

@@ -15,8 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from textgan.demo import free_port
-from textgan.demo_browser import PageError, Server, fill, load, missing_tools, open_browser, press
+from textgan.sharing.demo import free_port
+
+# The browser driver is test support (Selenium is a dev extra), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from browser import PageError, Server, fill, load, missing_tools, open_browser, press
 
 WAIT_S = 180
 

@@ -1,12 +1,12 @@
 """Which EMA decay? Several weight averages of one training run, scored side by side.
 
 A weight average never feeds back into training, so one run can carry several: this trains an
-ordinary run (``textgan.train.train``, a normal run folder with the default average) and, through
-its hook, keeps one more average per ``--decays`` value, updated after every generator step
-exactly as the trainer updates its own (``textgan.trainer.update_ema``, the same warm-up ramp).
-At every evaluation each average is scored on the run's fixed evaluation noise, so the columns
-differ only by the decay. The run's own decay is also tracked by the hook and checked equal to
-the trainer's average at each evaluation, which shows the hook updates at the trainer's steps.
+ordinary run (``textgan.training.loop.train``, a normal run folder with the default average) and,
+through its hook, keeps one more average per ``--decays`` value, updated after every generator step
+exactly as the trainer updates its own (``textgan.training.trainer.update_ema``, the same warm-up
+ramp). At every evaluation each average is scored on the run's fixed evaluation noise, so the
+columns differ only by the decay. The run's own decay is also tracked by the hook and checked equal
+to the trainer's average at each evaluation, which shows the hook updates at the trainer's steps.
 Writes ``OUT/ema_decays.json`` and ``OUT/ema_decays.md``.
 
     OMP_NUM_THREADS=1 python benchmarks/ema_decays.py --seed 1 --iters 1500 --out runs/ema
@@ -23,9 +23,9 @@ import torch
 from shared_corpus import GBW
 
 from textgan.config import layered_config
-from textgan.run_eval import argmax_ids, make_evaluator
-from textgan.train import resolve_run_config, train
-from textgan.trainer import Trainer, ema_decay_at, update_ema
+from textgan.training.evaluation import argmax_ids, make_evaluator
+from textgan.training.loop import resolve_run_config, train
+from textgan.training.trainer import Trainer, ema_decay_at, update_ema
 
 
 class Averages:

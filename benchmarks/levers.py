@@ -20,9 +20,9 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-from textgan import fast, lipschitz
 from textgan.config import PRESETS, TrainConfig
-from textgan.models import Critic, Generator, ModelConfig, one_hot
+from textgan.nn import fast, lipschitz
+from textgan.nn.networks import Critic, Generator, ModelConfig, one_hot
 
 LIP = lipschitz.LipschitzConfig()
 
@@ -90,7 +90,7 @@ def loss_maskrelu(D: Critic, real, fake, eps):
 
 
 def loss_explicit(D: Critic, real, fake, eps):
-    """textgan.fast: the input gradient as a first-order graph (no double backward)."""
+    """textgan.nn.fast: the input gradient as a first-order graph (no double backward)."""
     x_hat = fake + eps * (real - fake)
     return fast.penalized_loss(D, real, fake, x_hat, LIP)[0]
 

@@ -20,10 +20,10 @@ import statistics
 import numpy as np
 
 import textgan
-from textgan.baseline import NgramSampler
+from textgan.generation.baseline import NgramSampler
 from textgan.metrics.lm import BASELINE_PART, SCORER_PART, KneserNeyLM, training_part
 from textgan.metrics.reference import PAPER_N_SAMPLES, subset_rows
-from textgan.scoring import Target, make_scorer, score_lines
+from textgan.metrics.scoring import Target, make_scorer, score_lines
 
 BITS = 1 / math.log(2)
 

@@ -1,4 +1,4 @@
-"""Peak resident memory of CPU training beside textgan.memory's estimate.
+"""Peak resident memory of CPU training beside textgan.nn.memory's estimate.
 
 One process per size: a Trainer built at the given sizes (random ids, one thread) runs
 ``--iters`` iterations of two critic steps; the peak resident memory above what the process
@@ -24,10 +24,10 @@ def measure(length: int, dim: int, blocks: int, batch: int, vocab: int, iters: i
     import numpy as np
     import torch
 
-    from textgan import memory
     from textgan.config import LipschitzConfig, ModelConfig, RunConfig, TrainConfig
     from textgan.corpus import CorpusConfig
-    from textgan.trainer import Trainer
+    from textgan.nn import memory
+    from textgan.training.trainer import Trainer
     from textgan.vocab import id_dtype
 
     torch.set_num_threads(1)

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from textgan import fast
 from textgan.config import PRESETS, RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
-from textgan.lipschitz import LipschitzConfig
-from textgan.models import ModelConfig
-from textgan.trainer import Trainer
+from textgan.nn import fast
+from textgan.nn.lipschitz import LipschitzConfig
+from textgan.nn.networks import ModelConfig
+from textgan.training.trainer import Trainer
 
 
 def main() -> None:

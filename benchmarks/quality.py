@@ -20,7 +20,7 @@ from pathlib import Path
 from shared_corpus import GBW
 
 from textgan.config import layered_config
-from textgan.train import resolve_run_config, train
+from textgan.training.loop import resolve_run_config, train
 
 
 def run(args: argparse.Namespace, precision: str, seed: int, root: Path) -> dict:

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 import textgan
-from textgan.baseline import baseline_sampler
-from textgan.checkpoint import resolve_checkpoint
 from textgan.config import RunConfig
+from textgan.files.checkpoint import resolve_checkpoint
+from textgan.generation.baseline import baseline_sampler
+from textgan.generation.sampling import load_generator, sample_text
 from textgan.metrics.report import Scorer
+from textgan.metrics.scoring import Target, run_corpus, score_lines
 from textgan.plots.logs import load_run
-from textgan.sampling import load_generator, sample_text
-from textgan.scoring import Target, run_corpus, score_lines
 
 ORDERS = range(1, 9)  # JS-1..8: the 5-gram model reproduces n ≤ 5 by construction
 # (report key, heading) of the final comparison, in the order of the table.

@@ -29,9 +29,9 @@ from shared_corpus import GBW
 
 import textgan
 from textgan.config import layered_config
-from textgan.scoring import Target, make_scorer, score_lines
-from textgan.train import resolve_run_config, train
-from textgan.trainer import Meter, Trainer
+from textgan.metrics.scoring import Target, make_scorer, score_lines
+from textgan.training.loop import resolve_run_config, train
+from textgan.training.trainer import Meter, Trainer
 
 # The levers, each a change to the `small` preset (lr 3e-4 for both networks, β = (0.5, 0.9),
 # 5 critic steps, batch 64, residual scale 0.3).

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import textgan
-from textgan.baseline import NgramSampler, baseline_sampler
 from textgan.errors import UserError
+from textgan.generation.baseline import NgramSampler, baseline_sampler
 from textgan.metrics.evaluator import corpus_resources
 from textgan.metrics.lm import KneserNeyLM
 from textgan.vocab import PAD

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from textgan import checkpoint as ck
 from textgan import files
-from textgan import rundir as rd
 from textgan.errors import UserError
+from textgan.files import atomic_write_text
+from textgan.files import checkpoint as ck
+from textgan.files import rundir as rd
 from textgan.vocab import Vocab
 
 
@@ -31,7 +32,7 @@ class _Payload:
 def _run(tmp_path, name="run") -> rd.RunDir:
     run = rd.RunDir.create(tmp_path / name)
     files.write_json(run.config, {"model": {"dim": 4}})
-    Vocab((ord("a"), ord("b"))).save(run.vocab)
+    atomic_write_text(run.vocab, Vocab((ord("a"), ord("b"))).dumps())
     return run
 
 
@@ -247,12 +248,12 @@ def _generator_checkpoint(tmp_path):
     from dataclasses import asdict
 
     from textgan.config import ModelConfig
-    from textgan.models import Generator
+    from textgan.nn.networks import Generator
 
     model = ModelConfig(vocab_size=4, seq_len=8, dim=4, blocks=1)
     run = rd.RunDir.create(tmp_path / "run")
     files.write_json(run.config, {"model": asdict(model)})
-    Vocab((ord("a"), ord("b"))).save(run.vocab)
+    atomic_write_text(run.vocab, Vocab((ord("a"), ord("b"))).dumps())
     weights = {"generator": Generator(model).state_dict(), "critic": {}}
     state = {"format": ck.FORMAT_VERSION, "iteration": 5}
     return ck.save_checkpoint(run, 5, weights, state)

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from textgan import config as C
-from textgan import train as training
 from textgan.cli import main, options
 from textgan.cli import training as cli_training
 from textgan.errors import UserError
 from textgan.settings import SettingError, setting
+from textgan.training import loop as training
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -94,7 +94,7 @@ def test_sample_out_in_a_read_only_folder_is_one_line(data_dir, read_only, tmp_p
 def test_sweep_refuses_a_read_only_folder_before_sampling(
     data_dir, run_dir, read_only, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("textgan.sweep.run_sweep", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr("textgan.studies.sweep.run_sweep", lambda *a, **k: pytest.fail("sampled"))
     folder = read_only(tmp_path / "ro")
     common = ["--corpus", "pydocs", "--data-dir", data_dir, "--no-progress"]
     res = _cli("sweep", "kn5", *common, "--out", folder / "sweep")

@@ -10,15 +10,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from textgan import checkpoint as ck
 from textgan import config as C
 from textgan import files
-from textgan import rundir as rd
-from textgan import train as training
 from textgan.cli import main
 from textgan.cli import outputs as cli_outputs
 from textgan.cli import training as cli_training
 from textgan.corpus import CorpusConfig, prepare
+from textgan.files import checkpoint as ck
+from textgan.files import rundir as rd
+from textgan.training import loop as training
 
 MICRO = ["--preset", "tiny", "--dim", "16", "--batch-size", "16", "--critic-iters", "2",
          "--eval-samples", "32", "--log-every", "1", "--no-progress",
@@ -176,7 +176,7 @@ def test_resume_extends_a_finished_run(trained, tmp_path):
         (["--preset", "huge"], "Invalid value for '--preset': 'huge' is not one of"),
         (["--lipschitz", "magic"], "Invalid value for '--lipschitz': 'magic' is not one of"),
         (["--beta1", "1"], "--beta1 must lie in [0, 1), got 1.0"),
-        (["--dim", str(10**8)], "--dim (now 100,000,000)"),  # textgan.memory, named as flags
+        (["--dim", str(10**8)], "--dim (now 100,000,000)"),  # textgan.nn.memory, named as flags
         (["--batch-size", str(10**9)], "lower --batch-size (now 1,000,000,000)"),
         (
             ["--name", "../../x"],
@@ -301,7 +301,7 @@ def test_sample_refuses_bad_numbers(trained, args, message):
 
 
 def test_sample_refuses_a_batch_larger_than_memory_before_allocating(trained, monkeypatch):
-    monkeypatch.setattr("textgan.memory.device_memory", lambda device: 2**30)  # 1 GiB here
+    monkeypatch.setattr("textgan.nn.memory.device_memory", lambda device: 2**30)  # 1 GiB here
     cfg = C.ModelConfig(vocab_size=60, dim=16, blocks=1)
     # A sample of 32 positions: 128 noise floats and 4 × (16 + 60) floats per position.
     assert cli_outputs.sample_batch_bytes(cfg, 10) == 4 * 10 * (128 + 32 * 4 * 76)

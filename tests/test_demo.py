@@ -12,14 +12,22 @@ import pytest
 from demo_helpers import SPACE_NAME, cli, sample, tiny_run, tiny_space
 from huggingface_hub import RepoCard
 
-from textgan import demo, hub, space
-from textgan.demo_corpus import Evidence, find_corpus
 from textgan.metrics.report import encode_samples
 from textgan.metrics.word_known import space_id, word_hashes
+from textgan.sharing import demo, hub, space
+from textgan.sharing.evidence import Evidence, find_corpus
 
 gradio = pytest.importorskip("gradio", reason="the demo page needs the demo extra (in .[dev])")
 
-TRAINING_MODULES = ("train", "trainer", "lipschitz", "fast", "distributed", "api", "export")
+TRAINING_MODULES = (
+    "training/loop",
+    "training/trainer",
+    "nn/lipschitz",
+    "nn/fast",
+    "training/distributed",
+    "api",
+    "sharing/export",
+)
 
 
 @pytest.fixture(scope="module")
@@ -229,11 +237,12 @@ def test_space_carries_the_page_modules_and_no_training_code(space_dir):
     package = space_dir / "textgan"
     copied = sorted(p.relative_to(space_dir).as_posix() for p in package.rglob("*.py"))
     expected = sorted({"textgan/__init__.py", *space.package_files()})
-    assert copied == expected and "textgan/demo.py" in copied
+    assert copied == expected and "textgan/sharing/demo.py" in copied
     assert not [m for m in TRAINING_MODULES if (package / f"{m}.py").exists()]
     assert not (package / "metrics").exists() and not (package / "plots").exists()
-    installed = space.module_file("textgan.sampling").read_bytes()
-    assert (package / "sampling.py").read_bytes() == installed  # copied, not rewritten
+    assert not (package / "training").exists() and not (package / "studies").exists()
+    installed = space.module_file("textgan.generation.sampling").read_bytes()
+    assert (package / "generation/sampling.py").read_bytes() == installed  # copied, not rewritten
     assert "__version__ = '0.1.0'" in (package / "__init__.py").read_text()
 
 

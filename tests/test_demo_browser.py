@@ -13,10 +13,10 @@ import sys
 import time
 
 import pytest
+from browser import PageError, Server, fill, load, missing_tools, open_browser, press
 from demo_helpers import SPACE_NAME, sample, tiny_run, tiny_space
 
-from textgan.demo import free_port
-from textgan.demo_browser import PageError, Server, fill, load, missing_tools, open_browser, press
+from textgan.sharing.demo import free_port
 
 REQUIRE = "TEXTGAN_REQUIRE_BROWSER"
 WAIT_S = 90  # generous: a 2-core machine starts two servers and a browser at once
@@ -41,7 +41,7 @@ class OnlyTheSpace:
 
 sys.meta_path.insert(0, OnlyTheSpace)
 try:
-    import textgan.train
+    import textgan.training.loop
 except ModuleNotFoundError:
     pass
 else:

@@ -3,15 +3,15 @@ import json
 import pytest
 import torch
 
-from textgan.diagnostics import (
+from textgan.nn.lipschitz import LipschitzConfig, after_critic_step, apply_constraint
+from textgan.nn.networks import Critic, ModelConfig, one_hot
+from textgan.training.diagnostics import (
     HIST_BINS,
     append_diagnostics,
     critic_diagnostics,
     effective_weights,
     layer_groups,
 )
-from textgan.lipschitz import LipschitzConfig, after_critic_step, apply_constraint
-from textgan.models import Critic, ModelConfig, one_hot
 
 CFG = ModelConfig(vocab_size=7, seq_len=6, dim=8, blocks=2, kernel=3)
 LAYERS = ["input", "blocks.0", "blocks.1", "output"]
@@ -140,7 +140,7 @@ def test_same_inputs_same_record():
 
 
 def test_weight_histogram_counts_nonfinite_weights_apart():
-    from textgan.diagnostics import weight_histogram
+    from textgan.training.diagnostics import weight_histogram
 
     hist = weight_histogram([torch.tensor([-2.0, 0.0, 1.0, float("nan"), float("inf")])], bins=4)
     assert hist["max_abs"] == 2.0 and hist["nonfinite"] == 2
@@ -156,7 +156,7 @@ def test_append_writes_one_line_per_record(tmp_path):
 
 def _tiny_run(tmp_path, gbw_dir, name, diag_every):
     from textgan import config as C
-    from textgan import train as T
+    from textgan.training import loop as T
 
     layers = C.layered_config(
         "tiny",
@@ -200,7 +200,7 @@ def test_training_logs_diagnostics_without_changing_the_run(tmp_path, gbw_dir):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_training_diagnostics_under_bf16(tmp_path, gbw_dir):
     from textgan import config as C
-    from textgan import train as T
+    from textgan.training import loop as T
 
     layers = C.layered_config(
         "tiny",

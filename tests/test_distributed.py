@@ -1,6 +1,6 @@
-"""Data-parallel training (``textgan.distributed``) on the CPU with gloo: two processes started
-as torchrun starts them (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR/PORT``), each
-running this file as a script. Tiny models on the built-in ``pydocs`` corpus, fp32.
+"""Data-parallel training (``textgan.training.distributed``) on the CPU with gloo: two processes
+started as torchrun starts them (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR/PORT``),
+each running this file as a script. Tiny models on the built-in ``pydocs`` corpus, fp32.
 
 Claims: ranks hold identical weights; a world-2 step on a split batch is the one-process step on
 the whole batch; SIGTERM then resume at world 2 is bit for bit; a dead rank ends the job with an
@@ -24,13 +24,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from textgan import checkpoint as ck  # noqa: E402
 from textgan import config as C  # noqa: E402
-from textgan import distributed, files, lipschitz  # noqa: E402
-from textgan import rundir as rd  # noqa: E402
-from textgan import train as T  # noqa: E402
+from textgan import files  # noqa: E402
 from textgan.corpus import CorpusConfig, prepare  # noqa: E402
-from textgan.models import one_hot  # noqa: E402
+from textgan.files import checkpoint as ck  # noqa: E402
+from textgan.files import rundir as rd  # noqa: E402
+from textgan.nn import lipschitz  # noqa: E402
+from textgan.nn.networks import one_hot  # noqa: E402
+from textgan.training import distributed  # noqa: E402
+from textgan.training import loop as T  # noqa: E402
 
 BATCH = 64  # the global batch of every run here: 32 rows per rank at world 2
 MODEL = {"dim": 16, "blocks": 1}
@@ -357,7 +359,7 @@ def test_a_dead_or_stalled_rank_ends_the_job_within_the_timeout(data_dir, tmp_pa
 
 
 def test_a_study_on_two_devices_runs_at_most_one_run_per_device(data_dir, tmp_path):
-    from textgan.study import StudyConfig, lipschitz_study
+    from textgan.studies.compare import StudyConfig, lipschitz_study
 
     lines = []
     cfg = StudyConfig(

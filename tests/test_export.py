@@ -13,13 +13,13 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 import textgan
-from textgan import export as E
-from textgan import hub
-from textgan.card import PublishedCorpus
-from textgan.checkpoint import EMA_KEY, load_checkpoint
 from textgan.cli import main
 from textgan.corpus import pydocs_sentences
 from textgan.files import append_rows, read_rows
+from textgan.files.checkpoint import EMA_KEY, load_checkpoint
+from textgan.sharing import export as E
+from textgan.sharing import hub
+from textgan.sharing.card import PublishedCorpus
 
 TRAIN = {"iters": 20, "eval_every": 10, "ckpt_every": 10, "eval_samples": 64, "device": "cpu"}
 SMALL = {"dim": 16}

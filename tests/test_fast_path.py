@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from textgan import fast, lipschitz
 from textgan.config import RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
-from textgan.models import Critic, Generator, ModelConfig, one_hot
-from textgan.trainer import Trainer
+from textgan.nn import fast, lipschitz
+from textgan.nn.networks import Critic, Generator, ModelConfig, one_hot
+from textgan.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 

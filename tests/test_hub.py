@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from huggingface_hub import constants
 from safetensors.torch import save_file
 
-from textgan import hub
 from textgan.cli import main
 from textgan.config import ModelConfig
 from textgan.errors import UserError
-from textgan.models import Generator
+from textgan.nn.networks import Generator
+from textgan.sharing import hub
 from textgan.vocab import Vocab
 
 VOCAB = Vocab(tuple(range(ord("a"), ord("z") + 1)))

@@ -1,6 +1,7 @@
 """Every import among textgan's modules points down: no module reaches, however lazily, a
-module that imports it back. Imports inside functions and under ``TYPE_CHECKING`` count: each
-ties the two modules as firmly as one at the top."""
+module that imports it back, and no top-level entry (a module or package of ``textgan/``)
+imports one on its own layer or above. Imports inside functions and under ``TYPE_CHECKING``
+count: each ties the two modules as firmly as one at the top."""
 
 import ast
 from pathlib import Path
@@ -8,6 +9,25 @@ from pathlib import Path
 import textgan
 
 PACKAGE = Path(textgan.__file__).parent
+
+# textgan's top-level entries from the bottom up. An entry imports only from layers below its
+# own; entries that share a layer know nothing of each other (metrics never imports nn).
+LAYERS = (
+    {"errors"},
+    {"vocab", "settings", "devices"},
+    {"files"},  # atomic writes, JSON; the run folder and its checkpoints
+    {"corpus"},
+    {"config"},
+    {"nn", "metrics"},
+    {"plots", "generation"},
+    {"training"},
+    {"studies", "sharing"},
+    {"api"},
+    {"cli"},
+    {"__main__"},
+)
+MAX_TOP_LEVEL = 16  # besides __init__.py, __main__.py and py.typed
+MAX_LINES = 400
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -80,17 +100,69 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def upward_imports(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    """``a -> b`` for each import whose target's top-level entry is not on a lower layer than
+    the importer's (within one entry anything goes: its own cycles are found elsewhere)."""
+    rank = {entry: i for i, layer in enumerate(layers) for entry in layer}
+    found = []
+    for source, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            a, b = source.split(".")[1:2], target.split(".")[1:2]
+            if a and b and a != b and rank[a[0]] <= rank[b[0]]:
+                found.append(f"{source} -> {target}")
+    return found
+
+
+def top_level_entries() -> set[str]:
+    return {
+        p.stem
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").is_file()) and p.name != "__init__.py"
+    }
+
+
+def test_every_top_level_entry_has_a_layer():
+    placed = set().union(*LAYERS)
+    assert top_level_entries() == placed
+    assert len(placed - {"__main__"}) <= MAX_TOP_LEVEL
+
+
+def test_no_import_runs_up_the_layers():
+    assert upward_imports(import_graph(PACKAGE)) == []
+
+
+def test_an_upward_or_sideways_import_is_found():
+    graph = {
+        "textgan.nn.networks": {"textgan.config", "textgan.metrics.js"},  # sideways
+        "textgan.files.checkpoint": {"textgan.training.loop"},  # up
+        "textgan.training.loop": {"textgan.training.trainer", "textgan.nn.networks"},
+    }
+    assert upward_imports(graph) == [
+        "textgan.files.checkpoint -> textgan.training.loop",
+        "textgan.nn.networks -> textgan.metrics.js",
+    ]
+
+
+def test_no_module_is_very_long():
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
 def test_textgan_has_no_import_cycles():
     assert cycles(import_graph(PACKAGE)) == []
 
 
 def test_the_graph_holds_lazy_and_type_checking_imports():
     graph = import_graph(PACKAGE)
-    assert "textgan.models" in graph["textgan.sampling"]  # at the top
-    assert "textgan.sampling" in graph["textgan.hub"]  # inside load_model
+    assert "textgan.nn.networks" in graph["textgan.generation.sampling"]  # at the top
+    assert "textgan.generation.sampling" in graph["textgan.sharing.hub"]  # inside load_model
     assert "textgan.corpus.source" in graph["textgan.corpus.registry"]
     assert "textgan.corpus" in graph["textgan.config"]  # a package's __init__
-    assert "textgan.hub" not in graph["textgan.models"]
+    assert "textgan.sharing.hub" not in graph["textgan.nn.networks"]
 
 
 def test_a_cycle_through_a_function_level_import_is_found(tmp_path):

@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from textgan import config as C
-from textgan import fast, files, run_eval
-from textgan import rundir as rd
-from textgan import train as T
-from textgan import trainer as TR
+from textgan import files
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
+from textgan.files import rundir as rd
+from textgan.nn import fast
+from textgan.training import evaluation as run_eval
+from textgan.training import loop as T
+from textgan.training import trainer as TR
 
 VOCAB, LENGTH = 12, 8
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from textgan import lipschitz
 from textgan.errors import UserError
-from textgan.lipschitz import (
+from textgan.nn import lipschitz
+from textgan.nn.lipschitz import (
     CONSTRAINTS,
     LipschitzConfig,
     after_critic_step,
@@ -13,7 +13,7 @@ from textgan.lipschitz import (
     critic_loss,
     generator_loss,
 )
-from textgan.models import Critic, Generator, ModelConfig, one_hot
+from textgan.nn.networks import Critic, Generator, ModelConfig, one_hot
 
 V, L, B = 5, 4, 6
 TINY = ModelConfig(vocab_size=V, seq_len=L, dim=6, blocks=1, kernel=3, noise_dim=4)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from textgan import loggers
-from textgan import train as training
 from textgan.cli import main
 from textgan.config import layered_config
 from textgan.files import read_rows
+from textgan.training import loggers
+from textgan.training import loop as training
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import textgan
-from textgan import memory
+from textgan import devices
+from textgan.nn import memory
 
 GIB = 1 << 30
 # The child processes run the textgan under test, wherever they start.
@@ -56,7 +57,7 @@ resource.setrlimit(resource.{limit}, (size + {GIB}, resource.getrlimit(resource.
 
 @pytest.mark.parametrize("limit", ["RLIMIT_AS", "RLIMIT_DATA"])
 def test_memory_limit_is_what_a_ulimit_leaves(limit):
-    code = "from textgan.memory import memory_limit; print(memory_limit())"
+    code = "from textgan.devices import memory_limit; print(memory_limit())"
     left = int(_limited(limit, code))
     assert 0.9 * GIB < left <= GIB  # the import took a little of it
 
@@ -65,8 +66,8 @@ def test_memory_limit_is_the_machines_without_ulimits():
     limits = (resource.RLIMIT_AS, resource.RLIMIT_DATA)
     if any(resource.getrlimit(k)[0] != resource.RLIM_INFINITY for k in limits):
         pytest.skip("this process runs under a memory ulimit")
-    assert memory.limit_headroom() is None
-    assert memory.memory_limit() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert devices.limit_headroom() is None
+    assert devices.memory_limit() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_a_run_beyond_the_address_space_limit_is_refused_in_one_line(tmp_path):

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from textgan.cli import main
 from textgan.corpus import CorpusConfig, prepare
+from textgan.files import atomic_write_text
 from textgan.metrics import JSEvaluator
 from textgan.metrics.report import Samples, Scorer, encode_samples
 
@@ -108,7 +109,7 @@ def test_run_directory_and_reference_file(corpus, other_lines, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(_run_config(cfg, len(prepared.vocab)), encoding="utf-8")
-    prepared.vocab.save(run / "vocab.json")
+    atomic_write_text(run / "vocab.json", prepared.vocab.dumps())
     samples = _write(tmp_path / "s.txt", other_lines[:60])
     by_run = _score(samples, "--run", str(run), "-n", "60", "--json")
     by_corpus = _score(samples, *_corpus_args(corpus), "-n", "60", "--json")
@@ -126,7 +127,9 @@ def test_run_directory_and_reference_file(corpus, other_lines, tmp_path):
 def test_a_run_whose_corpus_changed_is_refused(corpus, tmp_path):
     cfg, prepared = corpus
     (tmp_path / "config.json").write_text(_run_config(cfg, len(prepared.vocab)), encoding="utf-8")
-    type(prepared.vocab)(prepared.vocab.symbols[::-1]).save(tmp_path / "vocab.json")
+    atomic_write_text(
+        tmp_path / "vocab.json", type(prepared.vocab)(prepared.vocab.symbols[::-1]).dumps()
+    )
     res = _score("--real", "--run", str(tmp_path))
     assert res.exit_code == 2 and "another vocabulary" in res.output
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from textgan.errors import UserError
-from textgan.models import (
+from textgan.nn.networks import (
     Critic,
     Generator,
     ModelConfig,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from textgan import files
-from textgan import rundir as rd
 from textgan.errors import UserError
+from textgan.files import rundir as rd
 
 DEAD_PID = 999_999_999  # no process has it
 
@@ -298,7 +298,7 @@ def test_claim_holds_the_folder_and_a_refusal_leaves_it_as_it_was(tmp_path):
 HOLD = """
 import sys, time
 from pathlib import Path
-from textgan.rundir import RunDir
+from textgan.files.rundir import RunDir
 lock = RunDir(Path(sys.argv[1])).lock()
 print("locked", flush=True)
 time.sleep(120)

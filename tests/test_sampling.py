@@ -6,8 +6,8 @@ import torch
 
 from textgan.config import MAX_SEED
 from textgan.errors import UserError
-from textgan.models import Generator, ModelConfig
-from textgan.sampling import NoiseDraws, generate_ids, samples_to_text, truncated_normal
+from textgan.generation.sampling import NoiseDraws, generate_ids, samples_to_text, truncated_normal
+from textgan.nn.networks import Generator, ModelConfig
 from textgan.vocab import PAD, UNK, Vocab
 
 TINY = ModelConfig(vocab_size=9, seq_len=5, dim=8, blocks=1, kernel=3, noise_dim=4)
@@ -205,8 +205,8 @@ def _sample_cli(run, *flags):
 
 
 def test_sample_uses_the_weight_average_by_default_and_raw_the_trained_weights(tiny_run):
-    from textgan.checkpoint import EMA_KEY, load_checkpoint
-    from textgan.sampling import build_generator, sample_text
+    from textgan.files.checkpoint import EMA_KEY, load_checkpoint
+    from textgan.generation.sampling import build_generator, sample_text
 
     ckpt = load_checkpoint(tiny_run)
     model = ckpt.config["model"]

@@ -8,7 +8,7 @@ import pytest
 from textgan import config as C
 from textgan.errors import UserError
 from textgan.files import read_rows
-from textgan.study import (
+from textgan.studies.compare import (
     DEFAULT_CONSTRAINTS,
     StudyConfig,
     lipschitz_study,
@@ -114,7 +114,7 @@ def test_interrupted_run_ends_the_study_with_a_table(tmp_path, gbw_dir, monkeypa
     import dataclasses
     import signal
 
-    from textgan import train as T
+    from textgan.training import loop as T
 
     real_train = T.train
 
@@ -254,7 +254,7 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path):
 
 
 def test_recipe_specs_parse_to_layers(tmp_path):
-    from textgan.study_recipes import parse_named_recipe
+    from textgan.studies.recipes import parse_named_recipe
 
     fast = parse_named_recipe("fast=small:train.critic_iters=2, model.dim=64,lipschitz.kind=clip")
     assert (fast.name, fast.preset, fast.config_file) == ("fast", "small", None)
@@ -301,14 +301,14 @@ def test_recipe_specs_parse_to_layers(tmp_path):
     ],
 )
 def test_bad_recipes_are_refused(text, message):
-    from textgan.study_recipes import parse_named_recipe
+    from textgan.studies.recipes import parse_named_recipe
 
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         parse_named_recipe(text)
 
 
 def test_parse_numbers():
-    from textgan.study_recipes import parse_numbers
+    from textgan.studies.recipes import parse_numbers
 
     assert parse_numbers(" 0, 1,", int, "--seeds") == (0, 1)
     assert parse_numbers("0.7,0.55", float, "--targets") == (0.7, 0.55)
@@ -323,7 +323,7 @@ def test_parse_numbers():
 
 
 def test_minutes_to_target_is_the_first_evaluation_at_or_below_it():
-    from textgan.study_report import minutes_to, spread
+    from textgan.studies.report import minutes_to, spread
 
     evals = [
         {"time": 30.0, "js4": 0.5, "ema_js4": 0.9},
@@ -386,7 +386,7 @@ def _compare_result():
 
 
 def test_compare_markdown_is_the_expected_text():
-    from textgan.study_report import compare_markdown
+    from textgan.studies.report import compare_markdown
 
     assert compare_markdown(_compare_result()) == (
         "# Time to quality\n\n"
@@ -407,16 +407,16 @@ def test_compare_markdown_is_the_expected_text():
 
 
 def _compare_config(tmp_path, *recipes, **settings):
-    from textgan.study import CompareConfig
-    from textgan.study_recipes import parse_named_recipe
+    from textgan.studies.compare import CompareConfig
+    from textgan.studies.recipes import parse_named_recipe
 
     named = tuple(parse_named_recipe(text) for text in recipes)
     return CompareConfig("pydocs", named, data_dir=str(tmp_path / "data"), **settings)
 
 
 def test_compare_two_recipes_side_by_side(tmp_path):
-    from textgan.study import FIGURE, compare_study
-    from textgan.study_report import compare_run, evaluations, quality, time_figure
+    from textgan.studies.compare import FIGURE, compare_study
+    from textgan.studies.report import compare_run, evaluations, quality, time_figure
 
     cfg = _compare_config(
         tmp_path,
@@ -482,7 +482,7 @@ def test_compare_two_recipes_side_by_side(tmp_path):
 
 
 def test_compare_refuses_recipes_on_different_corpora(tmp_path):
-    from textgan.study import compare_study
+    from textgan.studies.compare import compare_study
 
     cfg = _compare_config(tmp_path, "a=tiny", "b=tiny:corpus.max_lines=500")
     with pytest.raises(UserError, match="runs a-s0 and b-s0 would train on different corpora"):
@@ -519,9 +519,9 @@ def _study_copy(src, dst, **changes):
 
 
 def test_report_rebuilds_a_study_from_its_runs_as_they_are_now(tmp_path):
-    from textgan.study import FIGURE, compare_study
-    from textgan.study_rebuild import rebuild_report
-    from textgan.study_report import compare_markdown
+    from textgan.studies.compare import FIGURE, compare_study
+    from textgan.studies.rebuild import rebuild_report
+    from textgan.studies.report import compare_markdown
 
     cfg = _compare_config(
         tmp_path, "base=tiny", minutes=0.03, eval_minutes=0.01, targets=(1.0,),
@@ -563,7 +563,7 @@ def test_report_rebuilds_a_study_from_its_runs_as_they_are_now(tmp_path):
 
 
 def test_report_refuses_studies_it_cannot_merge(tmp_path):
-    from textgan.study_rebuild import rebuild_report
+    from textgan.studies.rebuild import rebuild_report
 
     study = tmp_path / "s"
     study.mkdir()

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 import textgan
 from textgan.cli import main
-from textgan.scoring import Target, score_lines
-from textgan.sweep import (
+from textgan.metrics.scoring import Target, score_lines
+from textgan.studies.sweep import (
     _curves,
     _legend_name,
     _point_labels,

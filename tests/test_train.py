@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 import torch
 
-from textgan import checkpoint as ck
 from textgan import config as C
 from textgan import devices as D
 from textgan import files
-from textgan import run_output as RO
-from textgan import rundir as rd
-from textgan import sampling as S
-from textgan import train as T
-from textgan import trainer as TR
 from textgan.corpus import CorpusConfig, prepare
 from textgan.errors import UserError
+from textgan.files import checkpoint as ck
+from textgan.files import rundir as rd
+from textgan.generation import sampling as S
+from textgan.generation.sampling import generate_ids
 from textgan.metrics import JSEvaluator
-from textgan.sampling import generate_ids
+from textgan.training import loop as T
+from textgan.training import output as RO
+from textgan.training import trainer as TR
 
 # A few-second model: enough to check behaviour, never a timing.
 # CPU: the bit-for-bit claims are the CPU's (a GPU's kernels need not be deterministic).
@@ -504,7 +504,8 @@ def test_resume_of_a_live_run_is_refused_before_it_writes(corpus, tmp_path):
     run = rd.RunDir(T.train(config, prepared, progress=False).run_dir)
     before = {p: p.read_bytes() for p in (run.config, run.metrics)}
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, pathlib; from textgan.rundir import RunDir; "
+        [sys.executable, "-c", "import sys, time, pathlib; "
+         "from textgan.files.rundir import RunDir; "
          "lock = RunDir(pathlib.Path(sys.argv[1])).lock(); print('locked', flush=True); "
          "time.sleep(120)",
          str(run.path)],

@@ -1,4 +1,4 @@
-"""One training iteration (``textgan.trainer``): what each step touches, the optimizers and
+"""One training iteration (``textgan.training.trainer``): what each step touches, the optimizers and
 streams it really uses, the generator EMA, the interval meter and the memory check. Tiny models
 on random ids: no corpus is read."""
 
@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from textgan import config as C
-from textgan import diagnostics as DG
-from textgan import memory as M
-from textgan import run_eval
-from textgan import trainer as TR
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
-from textgan.models import Critic, Generator, count_parameters
-from textgan.sampling import NoiseDraws
+from textgan.generation.sampling import NoiseDraws
+from textgan.nn import memory as M
+from textgan.nn.networks import Critic, Generator, count_parameters
+from textgan.training import diagnostics as DG
+from textgan.training import evaluation as run_eval
+from textgan.training import trainer as TR
 
 VOCAB, LENGTH, ROWS = 12, 8, 40
 
@@ -240,7 +240,8 @@ def test_a_model_beyond_memory_is_refused_before_it_is_built(monkeypatch):
         TR.Trainer(big_batch, _ids(), torch.device("cpu"))
 
 
-# -- streams and state across ranks (textgan.distributed) -------------------------------------
+# -- streams and state across ranks (textgan.training.distributed)
+# -------------------------------------
 
 
 def _draws(streams):

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from textgan.errors import UserError
-from textgan.tune_space import DEFAULT_SPACE, check_space, parse_space
+from textgan.studies.tune_space import DEFAULT_SPACE, check_space, parse_space
 
 # A space of two cheap levers and a budget of seconds: trials of the tiny preset on pydocs.
 SPACE = {
@@ -71,8 +71,8 @@ def test_a_lazy_penalty_is_refused_for_a_critic_without_penalty():
 
 
 def test_sampled_settings_have_the_fields_types_and_repeat_with_the_seed():
-    from textgan.tune_space import sample
-    from textgan.tune_study import make_sampler
+    from textgan.studies.tune_space import sample
+    from textgan.studies.tune_study import make_sampler
 
     params = parse_space({**SPACE, "model.dim": {"choices": [16, 32]}}, "s")
 
@@ -98,7 +98,7 @@ def test_sampled_settings_have_the_fields_types_and_repeat_with_the_seed():
 
 
 def test_steps_are_the_wall_clock_moments_evaluations_were_due():
-    from textgan.tune import step_of
+    from textgan.studies.tune import step_of
 
     assert [step_of(t, 60.0, 300.0) for t in (60.2, 121.9, 180.0, 299.9)] == [60, 120, 180, 240]
     assert step_of(300.4, 60.0, 300.0) == 300  # the last evaluation, at the budget
@@ -106,7 +106,7 @@ def test_steps_are_the_wall_clock_moments_evaluations_were_due():
 
 
 def test_new_rows_are_read_whole_lines_only(tmp_path):
-    from textgan.tune import read_new_rows
+    from textgan.studies.tune import read_new_rows
 
     path = tmp_path / "metrics.jsonl"
     assert read_new_rows(path, 0) == ([], 0)
@@ -119,8 +119,8 @@ def test_new_rows_are_read_whole_lines_only(tmp_path):
 
 
 def test_a_diverged_run_is_recognized_by_its_message():
-    from textgan.train import _diverged
-    from textgan.tune import DIVERGED
+    from textgan.studies.tune import DIVERGED
+    from textgan.training.loop import _diverged
 
     with pytest.raises(UserError) as err:
         _diverged(7, {"critic_loss": float("nan")}, None)
@@ -128,7 +128,7 @@ def test_a_diverged_run_is_recognized_by_its_message():
 
 
 def test_a_study_with_other_settings_is_refused():
-    from textgan.tune_study import open_study
+    from textgan.studies.tune_study import open_study
 
     storage = optuna.storages.InMemoryStorage()
     open_study(storage, "s", 0, "median", {"minutes": 1.0, "space": SPACE})
@@ -141,7 +141,7 @@ def test_a_study_with_other_settings_is_refused():
 
 
 def _config(tmp_path, trials, **kwargs):
-    from textgan.tune import TuneConfig
+    from textgan.studies.tune import TuneConfig
 
     space = tmp_path / "space.json"
     space.write_text(json.dumps(SPACE))
@@ -167,8 +167,8 @@ def _trials(out):
 
 
 def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatch):
-    from textgan import tune, tune_study
-    from textgan.tune import step_of
+    from textgan.studies import tune, tune_study
+    from textgan.studies.tune import step_of
 
     out = tmp_path / "tune"
     real_start, killed = tune.start_child, []

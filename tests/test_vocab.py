@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from textgan.errors import UserError
+from textgan.files import atomic_write_text
 from textgan.vocab import PAD, UNK, Vocab, VocabError, count_symbols, text_to_codes
 
 
@@ -60,7 +61,7 @@ def test_placeholder_code_points_in_vocabulary_still_decode():
 
 def test_json_round_trip(tmp_path):
     v = _vocab(["hello"], kind="chars")
-    v.save(tmp_path / "vocab.json")
+    atomic_write_text(tmp_path / "vocab.json", v.dumps())
     assert Vocab.load(tmp_path / "vocab.json") == v
     assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]  # no temporary left
 

@@ -24,9 +24,9 @@ _PUBLIC = {
     "LipschitzConfig": "textgan.config",
     "TrainConfig": "textgan.config",
     "RunConfig": "textgan.config",
-    "Generator": "textgan.models",
-    "from_pretrained": "textgan.hub",
-    "Critic": "textgan.models",
+    "Generator": "textgan.nn.networks",
+    "from_pretrained": "textgan.sharing.hub",
+    "Critic": "textgan.nn.networks",
     "UserError": "textgan.errors",
 }
 

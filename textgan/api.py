@@ -38,7 +38,7 @@ def fit(
     progress: bool = False,
 ):
     """Train a new run to its last iteration; returns ``train.TrainResult``."""
-    from textgan import train as training
+    from textgan.training import loop as training
 
     corpus_values = {"corpus": corpus} if isinstance(corpus, str) else dict(corpus)
     overrides = {
@@ -54,7 +54,7 @@ def fit(
 
 def resume(run_dir: str | Path, *, progress: bool = False, **train_overrides: Any):
     """Continue a run from its newest checkpoint (``iters=N`` to extend a finished one)."""
-    from textgan import train as training
+    from textgan.training import loop as training
 
     return training.resume(run_dir, train_overrides, progress=progress)
 
@@ -62,7 +62,7 @@ def resume(run_dir: str | Path, *, progress: bool = False, **train_overrides: An
 def load_generator(source: str | Path, device: str = "auto", *, raw: bool = False):
     """The generator of a run or checkpoint and its vocabulary, ``(generator, vocab)``: the
     weight average (EMA) where the run kept one, the trained weights with ``raw``."""
-    from textgan import sampling
+    from textgan.generation import sampling
 
     generator, vocab, _ = sampling.load_generator(source, device, raw=raw)
     return generator, vocab
@@ -81,7 +81,7 @@ def sample(
     plain noise unless ``truncation`` (noise components beyond ±truncation redrawn inside it:
     fewer distinct lines as it shrinks), the weight average unless ``raw``. Sample i depends on
     ``seed`` and i only."""
-    from textgan import sampling
+    from textgan.generation import sampling
 
     generator, vocab, _ = sampling.load_generator(source, raw=raw)
     batches = sampling.sample_text(
@@ -100,6 +100,6 @@ def score(
 ) -> dict[str, Any]:
     """Every registered metric of ``samples`` beside its real-vs-real floor, as ``textgan score
     --json`` prints it; against ``corpus`` (a name or path) or the corpus of ``run``."""
-    from textgan.scoring import Target, score_lines
+    from textgan.metrics.scoring import Target, score_lines
 
     return score_lines(list(samples), Target(corpus=corpus, run=run), n=n, seed=seed)

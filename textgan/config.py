@@ -24,7 +24,7 @@ from textgan.errors import UserError
 from textgan.settings import SettingError, check_settings, check_type, declared, setting
 
 CRITIC_NORMS = ("none", "layer", "batch")
-# The names of textgan.lipschitz.CONSTRAINTS (checked there): declared here so that the CLI
+# The names of textgan.nn.lipschitz.CONSTRAINTS (checked there): declared here so that the CLI
 # offers them as choices without importing torch.
 LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "sn-conv", "none")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
@@ -91,7 +91,7 @@ class TrainConfig:
     lr_critic: float | None = setting(None, "Critic's Adam learning rate [lr].", positive=True)
     lr_gen: float | None = setting(None, "Generator's Adam learning rate [lr].", positive=True)
     # Linear decay to 0 over the run, as Gulrajani et al.'s CIFAR-10 ResNets train: a large
-    # early rate for speed, a small late one for the last gains (textgan.trainer.lr_scale).
+    # early rate for speed, a small late one for the last gains (textgan.training.trainer.lr_scale).
     lr_decay: str = setting(
         "constant",
         "Learning-rate schedule of both networks: constant, or linear (to 0 at --iters).",
@@ -100,7 +100,7 @@ class TrainConfig:
     beta1: float = setting(0.5, "Adam β1, in [0, 1).")
     beta2: float = setting(0.9, "Adam β2, in [0, 1).")
     # 0.999 per generator step: the generator average of Karras et al. 2018 (Progressive GANs),
-    # ramped up over the first steps (textgan.trainer.ema_decay_at).
+    # ramped up over the first steps (textgan.training.trainer.ema_decay_at).
     ema_decay: float = setting(
         0.999, "Decay of the generator's weight average (EMA), in [0, 1); 0 turns it off."
     )

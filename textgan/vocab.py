@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from textgan.errors import UserError
-from textgan.files import atomic_write_text
 
 PAD = 0
 UNK = 1
@@ -185,9 +184,9 @@ class Vocab:
         except ValueError as err:
             raise VocabError(str(err)) from None
 
-    def save(self, path: str | Path) -> None:
-        """Write JSON atomically (temporary name, then rename)."""
-        atomic_write_text(path, json.dumps(self.to_json()))
+    def dumps(self) -> str:
+        """The JSON text of ``vocab.json``; callers write it with ``files.atomic_write_text``."""
+        return json.dumps(self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:

@@ -1,5 +1,5 @@
 """``textgan demo``: the demo page of a run, a checkpoint or an exported model, in the browser
-(``textgan.demo``; Gradio is the optional extra ``demo``)."""
+(``textgan.sharing.demo``; Gradio is the optional extra ``demo``)."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ def demo(source: str, port: int | None, share: bool, seed: int, device: str, dat
     exported model folder or a hub id) by argmax or a temperature, from the weight average or
     the raw generator, with unknown words marked, JS and known words beside their floors, the
     5-gram baseline beside them and a run's figures where its corpus is prepared here."""
-    from textgan import demo as page
+    from textgan.sharing import demo as page
 
     page.import_gradio()  # the install hint before any loading
     if port is not None:
         page.check_port(port)
     opened = page.open_source(source, device)
-    from textgan.demo_corpus import Evidence, find_corpus, run_figures
+    from textgan.sharing.evidence import Evidence, find_corpus, run_figures
 
     prepared, missing = find_corpus(opened.corpus, data_dir, opened.vocab)
     evidence = Evidence(prepared) if prepared is not None else None

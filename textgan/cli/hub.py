@@ -1,5 +1,5 @@
 """``textgan export`` and ``textgan push``: share a run's generator the way ML users do, as a
-Hugging Face model folder (``textgan.export``, ``textgan.hub``)."""
+Hugging Face model folder (``textgan.sharing.export``, ``textgan.sharing.hub``)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def reproduce_command(config: Mapping[str, Any]) -> str:
     """The ``textgan train`` command that trains a run of ``config`` (a run's config.json)
     again: its preset and every flag whose value differs from that preset's; a local corpus
     by its file name (its path is the trainer's)."""
-    from textgan.card import PublishedCorpus
     from textgan.cli.options import command_flags
     from textgan.config import SECTIONS, layered_config
+    from textgan.sharing.card import PublishedCorpus
 
     preset = config["train"]["preset"]
     defaults = layered_config(preset)
@@ -45,7 +45,7 @@ def reproduce_command(config: Mapping[str, Any]) -> str:
 
 def _run_command(run_dir: str) -> str:
     from textgan.files import read_json
-    from textgan.rundir import CONFIG
+    from textgan.files.rundir import CONFIG
 
     return reproduce_command(read_json(Path(run_dir) / CONFIG, "run config"))
 
@@ -67,8 +67,8 @@ def export(
 ) -> None:
     """Write a run's generator as a Hugging Face model folder: config.json, model.safetensors,
     vocab.json and a model card (README.md) with the run's numbers."""
-    from textgan.export import export_run
-    from textgan.space import export_space
+    from textgan.sharing.export import export_run
+    from textgan.sharing.space import export_space
 
     command = _run_command(run_dir)
     write = export_space if space else export_run
@@ -105,7 +105,7 @@ def push(run_dir: str, repo: str, private: bool, checkpoint: str | None, raw: bo
     user's usual token."""
     from huggingface_hub import HfApi
 
-    from textgan.export import export_run
+    from textgan.sharing.export import export_run
 
     token = hub_ready()
     command = _run_command(run_dir)

@@ -79,7 +79,8 @@ def sample(
     """Write N samples of a trained generator, one per line (trailing padding removed); with
     --baseline kn5 --corpus X, of the Kneser-Ney 5-gram model of X's training split (T = 1
     unless --temperature: its argmax would repeat one line)."""
-    from textgan import rundir, sampling
+    from textgan.files import rundir
+    from textgan.generation import sampling
 
     if baseline is not None or corpus is not None:
         if run_dir or checkpoint or model:
@@ -94,7 +95,7 @@ def sample(
     if sum(x is not None for x in (run_dir, checkpoint, model)) > 1:
         raise UserError("give one of --run, --checkpoint or --model, not several")
     if model is not None:
-        from textgan.hub import load_model
+        from textgan.sharing.hub import load_model
 
         generator = load_model(model, device, raw=raw)
         vocab = generator.vocab
@@ -125,8 +126,8 @@ def baseline_lines(
     progress: bool,
 ) -> Iterator[list[str]]:
     """Batches of lines of ``baseline`` fit on ``corpus`` (both needed)."""
-    from textgan.baseline import baseline_sampler
-    from textgan.scoring import Target, target_corpus
+    from textgan.generation.baseline import baseline_sampler
+    from textgan.metrics.scoring import Target, target_corpus
 
     if baseline is None or corpus is None:
         raise UserError("--baseline and --corpus go together: --baseline kn5 --corpus NAME")
@@ -200,7 +201,7 @@ def score(
     from textgan.metrics.ngrams import MAX_ORDER
     from textgan.metrics.reference import PAPER_N_SAMPLES
     from textgan.metrics.report import Scorer, encode_samples, format_table, read_lines
-    from textgan.scoring import Target, target_corpus
+    from textgan.metrics.scoring import Target, target_corpus
 
     if sum(x is not None for x in (corpus, run_dir, model, reference)) != 1:
         raise UserError("say what to score against: one of --corpus, --run, --model or --reference")
@@ -215,7 +216,7 @@ def score(
         ref_lines = read_lines(reference, "reference file")
         scorer = Scorer.from_lines(ref_lines, f"reference {reference}", seq_len, n, ngrams, seed)
     elif model is not None:
-        from textgan.hub import model_corpus
+        from textgan.sharing.hub import model_corpus
 
         scorer = Scorer.from_prepared(model_corpus(model, data_dir, progress), ngrams, progress)
     else:
@@ -297,9 +298,9 @@ def sweep(
     each setting, score every set against one corpus and write sweep.json, sweep.md and
     sweep.png (LM score against reverse LM score, the real lines' point, and a curve per source
     and knob: a run's argmax over --truncations and its --temperatures, kn5's temperatures)."""
+    from textgan.metrics.scoring import Target
     from textgan.plots.style import ensure_writable_dir
-    from textgan.scoring import Target
-    from textgan.sweep import (
+    from textgan.studies.sweep import (
         default_out,
         open_sources,
         parse_temperatures,
@@ -329,7 +330,7 @@ def sample_batch_bytes(model: ModelConfig, batch: int) -> int:
 
 def check_sample_memory(model: ModelConfig, batch: int, device: torch.device) -> None:
     """UserError, before anything is allocated, for a batch that cannot fit on ``device``."""
-    from textgan.memory import device_memory
+    from textgan.devices import device_memory
 
     need, have = sample_batch_bytes(model, batch), device_memory(device)
     if have is None or need <= have:

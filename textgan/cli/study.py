@@ -76,9 +76,9 @@ def study_compare(
     each target per run and recipe, final numbers with floors, iterations/s, the machine) and
     OUT/time_to_quality.png (EMA JS-4 against wall-clock minutes).
     """
-    from textgan.study import CompareConfig, compare_study
-    from textgan.study_recipes import parse_named_recipe, parse_numbers
-    from textgan.study_report import compare_markdown
+    from textgan.studies.compare import CompareConfig, compare_study
+    from textgan.studies.recipes import parse_named_recipe, parse_numbers
+    from textgan.studies.report import compare_markdown
 
     out, progress = options.pop("out"), options.pop("progress")
     cfg = CompareConfig(
@@ -108,9 +108,9 @@ def study_report(
     Studies must share the corpus, the evaluation grid and samples, the device, the CPU and the
     threads per run; a recipe name must mean one recipe in all of them.
     """
-    from textgan.study_rebuild import rebuild_report
-    from textgan.study_recipes import parse_numbers
-    from textgan.study_report import compare_markdown
+    from textgan.studies.rebuild import rebuild_report
+    from textgan.studies.recipes import parse_numbers
+    from textgan.studies.report import compare_markdown
 
     wanted = parse_numbers(targets, float, "--targets") if targets is not None else None
     names = parse_numbers(recipes, str, "--recipes") if recipes is not None else None
@@ -172,7 +172,12 @@ def study_lipschitz(
     with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c),
     OUT/plots/ (all runs overlaid) and OUT/summary.png (one comparison figure).
     """
-    from textgan.study import StudyConfig, lipschitz_study, markdown_table, parse_constraints
+    from textgan.studies.compare import (
+        StudyConfig,
+        lipschitz_study,
+        markdown_table,
+        parse_constraints,
+    )
 
     schedule = {
         k: v for k, v in (("eval_every", eval_every), ("diag_every", diag_every)) if v is not None
@@ -242,7 +247,7 @@ def tune(**options: Any) -> int:
     except ImportError:
         raise UserError("textgan tune needs Optuna: pip install 'textgan[tune]'") from None
 
-    from textgan.tune import TuneConfig, run_tune
+    from textgan.studies.tune import TuneConfig, run_tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune prints its own lines
     out = options.pop("out")

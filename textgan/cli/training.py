@@ -23,7 +23,7 @@ from textgan.cli.options import (
     section_values,
 )
 from textgan.corpus import CorpusConfig
-from textgan.loggers import LOGGERS, check_loggers
+from textgan.training.loggers import LOGGERS, check_loggers
 
 _PREPARE_FLAGS = command_flags({"corpus": CorpusConfig})
 
@@ -90,7 +90,7 @@ def train_command(sections: Mapping[str, type], presets: Presets) -> click.Comma
         Precedence: the preset, then --config, then explicit flags. Ctrl-C or SIGTERM stops at
         the next iteration with a checkpoint; --resume continues bit for bit.
         """
-        from textgan.distributed import PeerRefused
+        from textgan.training.distributed import PeerRefused
 
         values = section_values(flags, params)
         check_loggers(loggers)  # before the corpus is read or the run folder made
@@ -124,8 +124,8 @@ def _start(
     progress: bool,
     loggers: tuple[str, ...] = (),
 ) -> int:
-    from textgan import train as training
     from textgan.devices import pick_device
+    from textgan.training import loop as training
 
     layers = run_config.layered_config(preset, config_file, values)
     config, prepared = training.resolve_run_config(layers, progress=progress)
@@ -142,7 +142,7 @@ def _resume(
     progress: bool,
     loggers: tuple[str, ...] = (),
 ) -> int:
-    from textgan import train as training
+    from textgan.training import loop as training
 
     training.refuse_resume_changes(fixed)
     return training.resume(run_dir, values, progress=progress, loggers=loggers).exit_code

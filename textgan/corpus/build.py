@@ -21,7 +21,7 @@ from textgan.corpus.rows import Rows, Symbols, Tally, collect
 from textgan.corpus.source import Source
 from textgan.corpus.store import CACHE_FORMAT, HELDOUT, META, TRAIN, VOCAB, new_digest, pieces
 from textgan.errors import UserError
-from textgan.files import write_json
+from textgan.files import atomic_write_text, write_json
 
 if TYPE_CHECKING:
     from textgan.corpus.config import CorpusConfig
@@ -62,7 +62,7 @@ def build(cfg: CorpusConfig, source: Source, key: str, out: Path, progress: bool
         digest = new_digest(vocab, train.shape, heldout.shape)
         _write_npy(out / TRAIN, train, digest)
         _write_npy(out / HELDOUT, heldout, digest)
-        vocab.save(out / VOCAB)
+        atomic_write_text(out / VOCAB, vocab.dumps())
         write_json(out / META, {**meta, "fingerprint": digest.hexdigest()})
     except OSError as err:
         raise UserError(

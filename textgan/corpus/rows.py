@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from textgan.corpus.reading import Blocks
+from textgan.devices import memory_limit
 from textgan.errors import UserError
-from textgan.memory import memory_limit
 from textgan.vocab import PAD, SYMBOL_SPACE, text_to_codes
 
 ESC = 255  # provisional id of a symbol kept aside (no free one-byte slot)

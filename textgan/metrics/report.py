@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from textgan.devices import memory_limit
 from textgan.errors import UserError
-from textgan.memory import memory_limit
 from textgan.metrics.evaluator import corpus_resources
 from textgan.metrics.lm import ORDER, SCORER_PART, KneserNeyLM, training_part
 from textgan.metrics.ngrams import MAX_ORDER, check_order, largest_base

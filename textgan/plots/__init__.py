@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from textgan.errors import UserError
+from textgan.files.rundir import METRICS
 from textgan.plots.figures import (
     grad_norms_figure,
     input_grad_figure,
@@ -22,7 +23,6 @@ from textgan.plots.figures import (
 from textgan.plots.logs import RunLog, constraint_of, load_run, run_labels
 from textgan.plots.style import ensure_writable_dir, save
 from textgan.plots.summary import plot_summary
-from textgan.rundir import METRICS
 
 __all__ = [
     "RunLog",

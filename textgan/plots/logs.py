@@ -14,7 +14,7 @@ import numpy as np
 
 from textgan.errors import UserError
 from textgan.files import read_json, scan_rows
-from textgan.rundir import CONFIG, DIAGNOSTICS, METRICS
+from textgan.files.rundir import CONFIG, DIAGNOSTICS, METRICS
 
 
 @dataclass

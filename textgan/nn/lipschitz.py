@@ -1,0 +1,395 @@
+"""Critic and generator losses, and the Lipschitz constraints the WGAN-GP analysis compares.
+
+Every constraint is one ``Constraint`` entry in ``CONSTRAINTS``: an optional per-sample penalty
+on the critic's slope, an optional setup step (spectral norm) and an optional step after each
+critic update (clipping). Adding a constraint means adding one entry.
+
+The critic loss is ``mean D(fake) − mean D(real) + λ · mean(penalty)``. The slope a penalty sees
+is measured at interpolates ``x̂ = ε·real + (1 − ε)·fake`` with ``ε ~ U[0, 1]`` drawn once per
+sequence, and a sequence's gradient norm is taken over its whole ``V × L`` input (not over one
+axis, the bug of some ports). ``critic_loss`` here is the plain backend (double
+backpropagation); ``textgan.nn.fast`` has the closed-form one, and both build the loss and its
+statistics with ``loss_and_stats``.
+
+Statistics returned with the loss (detached scalar tensors):
+
+* ``wasserstein``: ``mean D(real) − mean D(fake)``, the critic's estimate of W;
+* ``d_real``, ``d_fake``: the two means;
+* ``gp``: the mean per-sample penalty **before** multiplying by λ (so runs with different λ
+  compare), 0 for constraints without a penalty; ``penalty`` is ``λ · gp``, the term in the loss;
+* ``grad_norm``: the mean ``‖∇x̂ D(x̂)‖₂`` over the interpolates — the same quantity for every
+  constraint so runs compare. The gradient penalties compute it anyway; the other constraints
+  measure it only when asked (``monitor=True``: one extra forward and input backward), and
+  otherwise the key is absent;
+* ``fd_slope`` (``gp-fd``): the mean finite-difference slope it penalizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
+
+from textgan.config import LIPSCHITZ_KINDS, LipschitzConfig
+from textgan.errors import UserError
+
+Tensor = torch.Tensor
+
+SN_INIT_ITERATIONS = 15  # power iterations when a layer is normalized, as torch's spectral_norm
+
+
+def _nothing(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    """No setup / nothing after the step."""
+
+
+def _clip_weights(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.clamp_(-cfg.clip, cfg.clip)
+
+
+def _weighted_layers(critic: nn.Module) -> list[nn.Module]:
+    return [m for m in critic.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+
+
+def _spectral_norm(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    # Miyato et al.: divide each weight by the top singular value of its (out, in·k) reshaped
+    # kernel. For a linear layer or a 1×1 convolution that is the operator norm; for a wider
+    # convolution it is neither the operator norm nor a bound on it (k equal taps give up to √k).
+    for layer in _weighted_layers(critic):
+        nn.utils.parametrizations.spectral_norm(layer)
+
+
+def _conv_spectral_norm(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    # A convolution's operator norm depends on the sequence length it runs on.
+    seq_len = critic.cfg.seq_len
+    for layer in _weighted_layers(critic):
+        if isinstance(layer, nn.Conv1d):
+            parametrize.register_parametrization(layer, "weight", ConvSpectralNorm(layer, seq_len))
+        else:  # a linear layer's operator norm is its matrix's spectral norm
+            nn.utils.parametrizations.spectral_norm(layer)
+
+
+def _two_sided(slope: Tensor, target: float) -> Tensor:
+    return (slope - target).square()
+
+
+def _one_sided(slope: Tensor, target: float) -> Tensor:
+    return torch.relu(slope - target).square()
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """How one Lipschitz constraint enters training.
+
+    ``penalty`` maps per-sample slopes to per-sample penalties (None: no penalty). ``slope`` says
+    which slope it sees: ``"gradient"`` (‖∇x̂ D‖, needs double backpropagation) or
+    ``"difference"`` (|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ between two interpolates, first order only).
+    """
+
+    description: str
+    penalty: Callable[[Tensor, float], Tensor] | None = None
+    slope: str = "gradient"
+    setup: Callable[[nn.Module, LipschitzConfig], None] = _nothing
+    after_step: Callable[[nn.Module, LipschitzConfig], None] = _nothing
+
+
+CONSTRAINTS: dict[str, Constraint] = {
+    "gp": Constraint("two-sided gradient penalty λ·(‖∇D(x̂)‖ − K)²", penalty=_two_sided),
+    "gp-one-sided": Constraint("one-sided gradient penalty λ·max(0, ‖∇D(x̂)‖ − K)²", _one_sided),
+    "gp-fd": Constraint(
+        "finite-difference penalty λ·(|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ − K)²",
+        penalty=_two_sided,
+        slope="difference",
+    ),
+    "clip": Constraint(
+        "weight clipping to [−c, c] after each critic step", after_step=_clip_weights
+    ),
+    "sn": Constraint(
+        "spectral normalization of each layer's reshaped (out, in·k) kernel (Miyato et al.; "
+        "does not bound a convolution's operator norm)",
+        setup=_spectral_norm,
+    ),
+    "sn-conv": Constraint(
+        "each layer divided by its operator norm (convolutions: on length-L sequences)",
+        setup=_conv_spectral_norm,
+    ),
+    "none": Constraint("no constraint (diverges; for comparison only)"),
+}
+# The CLI offers config.LIPSCHITZ_KINDS without importing torch: the two lists must agree.
+assert tuple(CONSTRAINTS) == LIPSCHITZ_KINDS, "config.LIPSCHITZ_KINDS out of date"
+
+
+def _has_batch_norm(critic: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+
+
+def check_critic_norm(critic_norm: str, cfg: LipschitzConfig) -> None:
+    """Refuse batch norm in a critic trained with a per-sample penalty (UserError)."""
+    if critic_norm == "batch" and CONSTRAINTS[cfg.kind].penalty is not None:
+        unpenalized = ", ".join(k for k, c in CONSTRAINTS.items() if c.penalty is None)
+        raise UserError(
+            f"batch norm cannot be combined with the {cfg.kind} penalty: batch norm makes each "
+            "sample's critic value depend on the rest of the batch, which breaks the per-sample "
+            "penalty; use --critic-norm layer instead (or a constraint without a penalty: "
+            f"{unpenalized})"
+        )
+
+
+def apply_constraint(critic: nn.Module, cfg: LipschitzConfig) -> nn.Module:
+    """Prepare ``critic`` for ``cfg`` once, before training (e.g. spectral norm); returns it."""
+    check_critic_norm("batch" if _has_batch_norm(critic) else "none", cfg)
+    CONSTRAINTS[cfg.kind].setup(critic, cfg)
+    return critic
+
+
+def after_critic_step(critic: nn.Module, cfg: LipschitzConfig) -> None:
+    """Call after every critic optimizer step (e.g. weight clipping)."""
+    CONSTRAINTS[cfg.kind].after_step(critic, cfg)
+
+
+# -- the operator norm of a convolution ---------------------------------------------------------
+
+
+def _conv_pads(layer: nn.Conv1d) -> tuple[int, int]:
+    """Zeros ``layer`` adds left and right of its input; ``"same"`` puts an even kernel's extra
+    zero on the right, as PyTorch does."""
+    if layer.padding == "valid":
+        return 0, 0
+    if layer.padding == "same":
+        total = layer.dilation[0] * (layer.kernel_size[0] - 1)
+        return total // 2, total - total // 2
+    return layer.padding[0], layer.padding[0]
+
+
+class ConvMap:
+    """The linear map ``x ↦ conv1d(x, weight)`` of a Conv1d layer (its bias left out) on
+    ``(1, C_in, L)`` inputs, and its adjoint: the conv1d/conv_transpose1d pair of power
+    iteration."""
+
+    def __init__(self, layer: nn.Conv1d) -> None:
+        simple = layer.stride == (1,) and layer.groups == 1 and layer.padding_mode == "zeros"
+        if not simple:
+            raise ValueError("only stride 1, one group and zero padding are supported")
+        self.pads, self.dilation = _conv_pads(layer), layer.dilation[0]
+
+    def __call__(self, weight: Tensor, x: Tensor) -> Tensor:
+        return F.conv1d(F.pad(x, self.pads), weight, dilation=self.dilation)
+
+    def adjoint(self, weight: Tensor, y: Tensor) -> Tensor:
+        # The transposed convolution of the padded input, cropped: cropping is padding's adjoint.
+        full = F.conv_transpose1d(y, weight, dilation=self.dilation)
+        left, right = self.pads
+        return full[..., left : full.shape[-1] - right]
+
+    def iterate(self, weight: Tensor, u: Tensor, v: Tensor, steps: int) -> None:
+        """``steps`` power iterations, in place on the unit output-side ``u`` and input-side
+        ``v``: afterwards ``⟨u, A v⟩`` estimates ``‖A‖₂`` from below."""
+        for _ in range(steps):
+            v.copy_(F.normalize(self.adjoint(weight, u).flatten(), dim=0).view_as(v))
+            u.copy_(F.normalize(self(weight, v).flatten(), dim=0).view_as(u))
+
+
+def _exact(weight: Tensor) -> contextlib.AbstractContextManager:
+    """Power iteration in the weights' own precision: outside autocast, where it rounds."""
+    return torch.autocast(weight.device.type, enabled=False)
+
+
+class ConvSpectralNorm(nn.Module):
+    """Parametrization ``weight / ‖conv(·, weight)‖₂`` of a Conv1d, its operator norm on
+    ``seq_len`` positions estimated by power iteration: persistent ``_u`` (output side) and
+    ``_v`` (input side) buffers, one iteration per training forward, none in eval mode — the
+    scheme of ``torch.nn.utils.parametrizations.spectral_norm``, on the convolution itself
+    instead of its reshaped kernel."""
+
+    def __init__(self, layer: nn.Conv1d, seq_len: int, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.map, self.eps = ConvMap(layer), eps
+        weight = layer.weight.detach()
+        with torch.no_grad(), _exact(weight):
+            v = F.normalize(weight.new_empty(layer.in_channels * seq_len).normal_(), dim=0)
+            v = v.view(1, layer.in_channels, seq_len)
+            u = F.normalize(self.map(weight, v).flatten(), dim=0).view(1, layer.out_channels, -1)
+            self.map.iterate(weight, u, v, SN_INIT_ITERATIONS)
+        self.register_buffer("_u", u)
+        self.register_buffer("_v", v)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        with _exact(weight):
+            if self.training:
+                with torch.no_grad():
+                    self.map.iterate(weight, self._u, self._v, 1)
+            # Clones: the buffers change in place at the next forward, after autograd saved them.
+            u, v = self._u.clone(), self._v.clone()
+            sigma = (u * self.map(weight, v)).sum()
+        return weight / sigma.clamp_min(self.eps)
+
+    def right_inverse(self, value: Tensor) -> Tensor:
+        # Loading or assigning a weight stores it as the unnormalized original, as torch's does.
+        return value
+
+
+def operator_norm(layer: nn.Module, seq_len: int, steps: int = 50, block: int = 8) -> float:
+    """``‖layer‖₂`` with the weight the forward pass uses (bias aside): a linear layer's matrix
+    norm, exactly; a Conv1d's norm as a map of ``seq_len``-long sequences, by ``steps`` block
+    power iterations on ``block`` vectors from a fixed start (a lower bound that converges,
+    much faster than single-vector power iteration where top singular values crowd). Reading a
+    parametrized weight in training mode advances its power iteration, as a forward pass does."""
+    with torch.no_grad():
+        weight = layer.weight.detach()
+        with _exact(weight):
+            if isinstance(layer, nn.Linear):
+                return float(torch.linalg.matrix_norm(weight, ord=2))
+            conv, shape = ConvMap(layer), (layer.in_channels, seq_len)
+            n = layer.in_channels * seq_len
+            start = torch.Generator(device=weight.device).manual_seed(0)
+            q = torch.randn(n, min(block, n), generator=start, device=weight.device)
+            q = torch.linalg.qr(q.to(weight.dtype)).Q  # orthonormal columns: inputs
+            for _ in range(steps):
+                v = q.T.reshape(-1, *shape)
+                q = torch.linalg.qr(conv.adjoint(weight, conv(weight, v)).flatten(1).T).Q
+            # ‖A Q‖₂ ≤ ‖A‖₂ for orthonormal Q: the top singular value of A on the subspace.
+            out = conv(weight, q.T.reshape(-1, *shape))
+            return float(torch.linalg.matrix_norm(out.flatten(1), ord=2))
+
+
+def layer_operator_norms(critic: nn.Module, seq_len: int) -> dict[str, float]:
+    """``operator_norm`` of every Conv1d and Linear layer of ``critic``, by module name."""
+    return {
+        name: operator_norm(m, seq_len)
+        for name, m in critic.named_modules()
+        if isinstance(m, (nn.Conv1d, nn.Linear))
+    }
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+
+def interpolate(real: Tensor, fake: Tensor, rng: torch.Generator | None, shuffle: bool) -> Tensor:
+    """``ε·real + (1 − ε)·fake``, ε per sequence; ``shuffle`` pairs them at random."""
+    b = real.shape[0]
+    where = rng.device if rng is not None else real.device
+    if shuffle:
+        real = real[torch.randperm(b, generator=rng, device=where).to(real.device)]
+        fake = fake[torch.randperm(b, generator=rng, device=where).to(real.device)]
+    eps = torch.rand(b, 1, 1, generator=rng, device=where).to(real.device, fake.dtype)
+    return (fake + eps * (real - fake)).detach()
+
+
+def _scores(critic: nn.Module, parts: list[Tensor]) -> list[Tensor]:
+    """Critic scores of each part. One batched call when samples are independent; batch norm
+    would mix real and fake statistics in one batch, so it gets one call per part."""
+    if _has_batch_norm(critic):
+        return [critic(p) for p in parts]
+    return list(critic(torch.cat(parts)).split([p.shape[0] for p in parts]))
+
+
+def wide(x: Tensor) -> Tensor:
+    """Half-precision values (autocast) in float32 for reductions; fp32 and fp64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def per_sample_norm(x: Tensor) -> Tensor:
+    """Euclidean norm of each sequence's whole (V, L) block."""
+    return wide(x).flatten(1).norm(dim=1)
+
+
+def loss_and_stats(
+    cfg: LipschitzConfig,
+    d_real: Tensor,
+    d_fake: Tensor,
+    slopes: Tensor | None = None,
+    grad_norms: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The critic loss and its statistics (module docstring) from per-sample scores, the
+    per-sample slopes the penalty sees (None without a penalty) and the per-sample ‖∇x̂ D‖
+    (None when not measured). Both backends end here, so they report the same statistics."""
+    con = CONSTRAINTS[cfg.kind]
+    d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
+    gp = d_real.new_zeros(())
+    stats: dict[str, Tensor] = {}
+    if con.penalty is not None:
+        gp = con.penalty(wide(slopes), cfg.target).mean()
+        if con.slope == "difference":
+            stats["fd_slope"] = slopes.mean().detach()
+    loss, base = unpenalized_loss(d_real, d_fake)
+    stats.update(base, gp=gp.detach(), penalty=(cfg.lam * gp).detach())
+    if grad_norms is not None:
+        stats["grad_norm"] = grad_norms.mean().detach()
+    return loss + cfg.lam * gp, stats
+
+
+def unpenalized_loss(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """``mean D(fake) − mean D(real)`` and its statistics, from per-sample (or mean) scores: the
+    whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``)."""
+    d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
+    stats = {
+        "wasserstein": (d_real - d_fake).detach(),
+        "d_real": d_real.detach(),
+        "d_fake": d_fake.detach(),
+    }
+    return d_fake - d_real, stats
+
+
+def check_penalty_every(every: int, cfg: LipschitzConfig) -> None:
+    """Refuse a lazy penalty for a constraint that has no penalty (UserError)."""
+    if every > 1 and CONSTRAINTS[cfg.kind].penalty is None:
+        penalized = ", ".join(k for k, c in CONSTRAINTS.items() if c.penalty is not None)
+        raise UserError(
+            f"--penalty-every {every} needs a gradient penalty, and --lipschitz {cfg.kind} has "
+            f"none; drop --penalty-every or use one of {penalized}"
+        )
+
+
+def critic_loss(
+    critic: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    cfg: LipschitzConfig,
+    rng: torch.Generator | None = None,
+    monitor: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The critic's loss on one-hot ``real`` and generated ``fake`` (both ``(B, V, L)``), by
+    double backpropagation: the plain backend, for any critic and constraint.
+
+    Returns ``(loss, stats)``; see the module docstring for the stats (``monitor`` measures
+    ``grad_norm`` where the loss does not need it). ``rng`` draws ε (and the pairings of
+    ``gp-fd``) so training is reproducible. The penalty never trains the generator:
+    interpolates are detached from ``fake``.
+    """
+    con = CONSTRAINTS[cfg.kind]
+    need_grad = con.penalty is not None and con.slope == "gradient"
+    measure = need_grad or monitor  # ‖∇x̂ D‖ is needed (penalty) or reported (monitor)
+    fd = con.penalty is not None and con.slope == "difference"
+    parts = [real, fake]
+    if measure or fd:
+        # Only a measured gradient needs x̂ as a leaf; gp-fd without monitoring stays first order.
+        parts.append(interpolate(real, fake, rng, shuffle=False).requires_grad_(measure))
+    if fd:
+        parts.append(interpolate(real, fake, rng, shuffle=True))
+    # Interpolates get their own call: a gradient through one batched call would differentiate
+    # (and, for the penalty, double-backpropagate) the real and fake rows too, twice the work.
+    scores = _scores(critic, parts[:2]) + (_scores(critic, parts[2:]) if parts[2:] else [])
+
+    norms = None
+    if measure:
+        (grad,) = torch.autograd.grad(
+            scores[2].sum(), parts[2], create_graph=need_grad, retain_graph=True
+        )
+        norms = per_sample_norm(grad)
+    slopes = norms
+    if fd:
+        # Two interpolates can coincide (same pair, near-equal ε); bound the division.
+        gap = per_sample_norm(parts[2].detach() - parts[3]).clamp_min(1e-6)
+        slopes = (wide(scores[2]) - wide(scores[3])).abs() / gap
+    return loss_and_stats(cfg, scores[0], scores[1], slopes, norms)
+
+
+def generator_loss(critic: nn.Module, fake: Tensor) -> Tensor:
+    """``−mean D(G(z))``: the generator raises the critic's score of its samples."""
+    return -wide(critic(fake)).mean()

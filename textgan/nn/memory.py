@@ -1,0 +1,134 @@
+"""Whether a run can fit in its device's memory, judged from its settings before anything is
+allocated.
+
+A run holds both networks' weights, gradients and two Adam moments, the generator's EMA copy,
+one more copy of each network's size while a step updates it, one step's activations (4-byte
+floats: the widest precision) and a fixed working memory. The activations are counted per
+sequence of the batch in units of a ``(D, L)`` and a ``(V, L)`` tensor, with factors measured
+on the peak resident memory of CPU training steps (``benchmarks/memory_peak.py``;
+``tests/test_memory.py`` measures it again): the critic step's two-batch forward and the input
+gradient's forward, times the allocator's slack.
+
+The memory a process may take is ``textgan.devices.memory_limit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
+
+from textgan.devices import device_memory
+from textgan.errors import UserError
+
+BYTES = 4  # fp32 weights, gradients, moments and (the widest case) activations
+STATE_COPIES = 4  # weight, gradient, Adam's two moments
+STEP_COPIES = 1  # a transient copy of a network's size while its step runs
+# Activation units per sequence (measured: see the module docstring).
+PER_BLOCK = 8  # (D, L) tensors per residual block
+PER_NETWORK = 13  # (D, L) tensors besides the blocks
+PER_SYMBOL = 7  # (V, L) tensors: one-hot, fake, interpolates, their join, gradients
+# Freed blocks the allocator keeps: the resident peak was up to 1.48x the counted tensors (17
+# sizes on one machine; the largest at batch 64), and 9-13 % higher on another machine.
+ALLOCATOR_SLACK = 1.6
+# The allocator's and the math libraries' own working memory: 150 MB above the networks'
+# tensors at the small preset's sizes, where those are small.
+WORKSPACE = 256 << 20
+
+
+class ModelSizes(Protocol):
+    """The sizes the estimate reads (``textgan.config.ModelConfig`` has them)."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def seq_len(self) -> int: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def blocks(self) -> int: ...
+
+    @property
+    def kernel(self) -> int: ...
+
+    @property
+    def noise_dim(self) -> int: ...
+
+
+class Estimate(NamedTuple):
+    """Bytes a run needs at its peak: parameter state and one step's activations."""
+
+    params: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.params + self.activations + WORKSPACE
+
+
+def parameter_counts(model: ModelSizes) -> tuple[int, int]:
+    """Parameters of the generator and of the critic (``textgan.nn.networks``), without building
+    them (normalization layers aside)."""
+    dim, length, vocab = model.dim, model.seq_len, model.vocab_size
+    body = model.blocks * 2 * (dim * dim * model.kernel + dim)
+    generator = model.noise_dim * length * dim + length * dim + body + dim * vocab + vocab
+    critic = vocab * dim + dim + body + length * dim + 1
+    return generator, critic
+
+
+def estimate(model: ModelSizes, batch_size: int, ema: bool) -> Estimate:
+    """The bytes one training step needs at its peak (module docstring)."""
+    g, d = parameter_counts(model)
+    copies = STATE_COPIES + STEP_COPIES
+    params = BYTES * (copies * (g + d) + (g if ema else 0))
+    units = model.dim * (PER_BLOCK * model.blocks + PER_NETWORK) + PER_SYMBOL * model.vocab_size
+    return Estimate(params, int(ALLOCATOR_SLACK * BYTES * batch_size * model.seq_len * units))
+
+
+def check_weights(model: ModelSizes, weights: Mapping[str, Any], source: str) -> None:
+    """UserError unless ``weights`` hold as many values as the generator of ``model`` has:
+    building it allocates what its config claims, so a config.json edited or crafted to claim
+    any size is refused here, before the allocator is asked."""
+    if not all(callable(getattr(w, "numel", None)) for w in weights.values()):
+        raise UserError(f"{source}: the generator weights are not all tensors")
+    have, want = sum(int(w.numel()) for w in weights.values()), parameter_counts(model)[0]
+    if have != want:
+        raise UserError(
+            f"{source}: its config.json describes a generator of {want:,} parameters and its "
+            f"weights hold {have:,}; the config does not belong to these weights: restore it"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"
+
+
+def check_run(model: ModelSizes, batch_size: int, ema: bool, device: object) -> None:
+    """UserError naming the settings to lower when a run of ``model`` at ``batch_size`` cannot
+    fit in ``device``'s memory; the settings that drive the larger part are named first."""
+    need = estimate(model, batch_size, ema)
+    have = device_memory(device)
+    if have is None or need.total <= have:
+        return
+    first = ("train.batch_size", "corpus.seq_len", "model.dim")
+    if need.params > need.activations:
+        first = ("model.dim", "model.blocks", "corpus.seq_len")
+    settings = {
+        "train.batch_size": batch_size,
+        "corpus.seq_len": model.seq_len,
+        "model.dim": model.dim,
+        "model.blocks": model.blocks,
+    }
+    names = [*first, *(k for k in settings if k not in first)]
+    lower = ", ".join(f"{k} (now {settings[k]:,})" for k in names)
+    raise UserError(
+        f"this run needs about {_size(need.total)} at its peak ({_size(need.params)} of weights, "
+        f"gradients and Adam state, {_size(need.activations)} of activations) and "
+        f"{getattr(device, 'type', device)} has {_size(have)}; lower {lower}"
+    )

@@ -1,0 +1,283 @@
+"""What a study found, read back from its runs' logs: rows, tables, the time-to-quality figure.
+
+**Quality** is the JS-4 of the generator's weight average (``ema_js4``), or of the raw generator
+(``js4``) in a run without the average. **Minutes to a target** is the ``time`` of the first
+evaluation whose quality is at or below the target (``None``: not reached within the budget).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from textgan.errors import UserError
+from textgan.files import read_rows
+from textgan.files.rundir import DIAGNOSTICS, METRICS
+
+# One line style per seed in the figure; dashes are kept for the floor.
+SEED_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+
+
+def check_targets(targets: Sequence[float]) -> None:
+    """Targets are JS-4 values: above 0 (the floor itself is above 0) and at most 1."""
+    if not all(0 < t <= 1 for t in targets):
+        raise UserError(f"--targets are JS-4 values in (0, 1], got {tuple(targets)}")
+
+
+def quality(row: dict[str, Any]) -> float | None:
+    """The EMA generator's JS-4 of an evaluation row, the raw one's without EMA."""
+    value = row.get("ema_js4", row.get("js4"))
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def evaluations(run_dir: Path) -> list[dict[str, Any]]:
+    """The evaluation rows of a run, in the order written."""
+    return [r for r in read_rows(run_dir / METRICS) if "js1" in r]
+
+
+def minutes_to(evals: Sequence[dict[str, Any]], target: float) -> float | None:
+    """Wall-clock minutes until quality first reached ``target``; None if it never did."""
+    for row in evals:
+        value = quality(row)
+        if value is not None and value <= target:
+            return row["time"] / 60.0
+    return None
+
+
+def seconds_per_iteration(train_rows: Sequence[dict]) -> float | None:
+    """Median wall time per iteration between consecutive training rows.
+
+    The median leaves out the intervals that also hold an evaluation or a checkpoint.
+    """
+    pairs = [(r["iter"], r["time"]) for r in train_rows if "iter" in r and "time" in r]
+    rates = [(t1 - t0) / (i1 - i0) for (i0, t0), (i1, t1) in itertools.pairwise(pairs) if i1 > i0]
+    if rates:
+        return statistics.median(rates)
+    if pairs and pairs[-1][0] > 0:  # one row only: a run stopped early by its budget
+        return pairs[-1][1] / pairs[-1][0]
+    return None
+
+
+def floors(run_dirs: Sequence[Path]) -> dict[str, float | None]:
+    """The real-vs-real floors (the same corpus and sample count for every run)."""
+    for run_dir in run_dirs:
+        evals = [r for r in read_rows(run_dir / METRICS) if "floor_js1" in r]
+        if evals:
+            return {f"js{n}": evals[-1][f"floor_js{n}"] for n in range(1, 5)}
+    return {f"js{n}": None for n in range(1, 5)}
+
+
+def summarize_run(run_dir: Path, status: str = "ok") -> dict[str, Any]:
+    """One row of the Lipschitz table: where a run got to within its budget."""
+    rows = read_rows(run_dir / METRICS)
+    train_rows = [r for r in rows if "wasserstein" in r]
+    evals = [r for r in rows if "js1" in r]
+    diags = read_rows(run_dir / DIAGNOSTICS)
+    last_train = train_rows[-1] if train_rows else {}
+    last_eval = evals[-1] if evals else {}
+    last_diag = diags[-1] if diags else {}
+    interp = (last_diag.get("input_grad") or {}).get("interp") or {}
+    return {
+        "constraint": run_dir.name,
+        "status": status,
+        "iterations": max((r.get("iter", 0) for r in rows), default=0),
+        "seconds": last_train.get("time"),
+        "seconds_per_iter": seconds_per_iteration(train_rows),
+        "wasserstein": last_train.get("wasserstein"),
+        **{f"js{n}": last_eval.get(f"js{n}") for n in range(1, 5)},
+        "grad_norm_interp": interp.get("mean"),
+        "clip_share": last_diag.get("clip_share"),
+    }
+
+
+def compare_run(
+    run_dir: Path, recipe: str, seed: int, status: str, targets: Sequence[float]
+) -> dict[str, Any]:
+    """One run of a time-to-quality study: final numbers, speed and minutes to each target."""
+    rows = read_rows(run_dir / METRICS)
+    train_rows = [r for r in rows if "wasserstein" in r]
+    evals = [r for r in rows if "js1" in r]
+    last = evals[-1] if evals else {}
+    per_iter = seconds_per_iteration(train_rows)
+    return {
+        "run": run_dir.name,
+        "recipe": recipe,
+        "seed": seed,
+        "status": status,
+        "iterations": max((r.get("iter", 0) for r in rows), default=0),
+        "seconds": train_rows[-1]["time"] if train_rows else None,
+        "iters_per_second": 1.0 / per_iter if per_iter else None,
+        "evaluations": len(evals),
+        **{f"js{n}": last.get(f"js{n}") for n in range(1, 5)},
+        **{f"ema_js{n}": last.get(f"ema_js{n}") for n in range(1, 5)},
+        "quality": quality(last) if last else None,
+        "minutes_to_target": [minutes_to(evals, target) for target in targets],
+    }
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, least and greatest over seeds; the mean only when every seed has a value."""
+    known = [v for v in values if v is not None]
+    full = bool(known) and len(known) == len(values)
+    return {
+        "mean": statistics.fmean(known) if full else None,
+        "min": min(known) if known else None,
+        "max": max(known) if known else None,
+        "reached": len(known),
+        "of": len(values),
+    }
+
+
+def compare_recipes(runs: Sequence[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Per recipe, over its seeds: minutes to each target, final quality, iterations/s."""
+    out = []
+    for name in names:
+        mine = [r for r in runs if r["recipe"] == name]
+        if not mine:
+            continue
+        n_targets = len(mine[0]["minutes_to_target"])
+        out.append(
+            {
+                "recipe": name,
+                "seeds": [r["seed"] for r in mine],
+                "minutes_to_target": [
+                    spread([r["minutes_to_target"][i] for r in mine]) for i in range(n_targets)
+                ],
+                "quality": spread([r["quality"] for r in mine]),
+                "iters_per_second": spread([r["iters_per_second"] for r in mine]),
+            }
+        )
+    return out
+
+
+def fmt(value: Any, spec: str = ".3f") -> str:
+    """A table cell: ``—`` for a missing or non-finite value, ``.3g`` for huge ones."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if abs(value) >= 1e4:  # a diverging critic: W in the billions
+        return format(value, ".3g")
+    return format(value, spec)
+
+
+def _cell(s: dict[str, Any], spec: str) -> str:
+    """``mean (min–max)`` over seeds, or how many seeds reached it."""
+    if s["mean"] is None:
+        return f"not reached ({s['reached']}/{s['of']})" if s["reached"] else "not reached"
+    low, high = fmt(s["min"], spec), fmt(s["max"], spec)
+    return fmt(s["mean"], spec) if low == high else f"{fmt(s['mean'], spec)} ({low}–{high})"
+
+
+def _row(cells: Sequence[str]) -> str:
+    """A markdown table row; an empty cell is ``| |``."""
+    return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+
+def compare_markdown(result: dict[str, Any]) -> str:
+    """The study as markdown: per recipe (mean and range over seeds), then per run."""
+    s, m = result["settings"], result["machine"]
+    targets = s["targets"]
+    quality_name = "EMA JS-4" if result["ema"] else "JS-4"
+    heads = [f"min to ≤ {t:g}" for t in targets]
+    lines = [
+        "# Time to quality",
+        "",
+        f"Corpus `{s['corpus']}`; {s['minutes']:g} min of training per run, evaluated every "
+        f"{s['eval_minutes']:g} min on {s['eval_samples']} samples; seeds "
+        f"{', '.join(map(str, s['seeds']))}; {m['runs_at_once']} run(s) at a time with "
+        f"{m['threads_per_run']} thread(s) each on {m['cpu']} ({m['usable_cores']} usable "
+        f"cores), {m['platform']}, torch {m['torch']}.",
+        "",
+        f"| recipe | {' | '.join([*heads, f'final {quality_name}', 'iterations / s'])} |",
+        "|---|" + "---:|" * (len(targets) + 2),
+        _row(["real vs real (floor)", *[""] * len(targets), fmt(result["floors"]["js4"]), ""]),
+    ]
+    for r in result["recipes"]:
+        cells = [_cell(t, ".2f") for t in r["minutes_to_target"]]
+        cells += [_cell(r["quality"], ".3f"), _cell(r["iters_per_second"], ".1f")]
+        lines.append(_row([r["recipe"], *cells]))
+    lines += [
+        "",
+        f"| run | recipe | seed | status | iterations | iterations / s | JS-4 | EMA JS-4 "
+        f"| {' | '.join(heads)} |",
+        "|---|---|---:|---|---:|---:|---:|---:|" + "---:|" * len(targets),
+    ]
+    for r in result["runs"]:
+        cells = [r["run"], r["recipe"], str(r["seed"]), r["status"], str(r["iterations"])]
+        cells += [fmt(r["iters_per_second"], ".1f"), fmt(r["js4"]), fmt(r["ema_js4"])]
+        cells += [fmt(v, ".2f") for v in r["minutes_to_target"]]
+        lines.append(_row(cells))
+    lines += ["", "Minutes: wall-clock time of the first evaluation at or below the target."]
+    if result.get("sources"):
+        lines.append(f"Rebuilt from the runs of {', '.join(result['sources'])} as they are now.")
+    return "\n".join(lines) + "\n"
+
+
+def lipschitz_markdown(result: dict[str, Any]) -> str:
+    """The Lipschitz study as a markdown table, floors first."""
+    s = result["settings"]
+    head = (
+        "| constraint | iterations | s / iter | W estimate | JS-1 | JS-2 | JS-3 | JS-4 "
+        "| ‖∇x̂ D‖ | weights at ±c |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    floor = result["floors"]
+    lines = [
+        "| real vs real (floor) | | | | "
+        + " | ".join(fmt(floor[f"js{n}"]) for n in range(1, 5))
+        + " | | |"
+    ]
+    for row in result["rows"]:
+        name = row["constraint"] if row["status"] == "ok" else f"{row['constraint']} (stopped)"
+        cells = [
+            name,
+            str(row["iterations"]),
+            fmt(row["seconds_per_iter"], ".2f"),
+            fmt(row["wasserstein"]),
+            *(fmt(row[f"js{n}"]) for n in range(1, 5)),
+            fmt(row["grad_norm_interp"], ".3g"),
+            fmt(row["clip_share"], ".1%"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        f"Corpus `{s['corpus']}`, preset `{s['preset']}`, seed {s['seed']}, "
+        f"{s['minutes']:g} min of training per constraint.",
+    ]
+    for row in result["rows"]:
+        if row["status"] != "ok":
+            notes.append(f"{row['constraint']}: {row['status']}")
+    return head + "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def time_figure(result: dict[str, Any], out: Path):
+    """Quality against wall-clock minutes: a colour per recipe, a line style per seed, the
+    floor dashed and the targets dotted."""
+    from textgan.plots.style import colors, figure, legend
+
+    fig, axes = figure(1, 1, 8, 5.2, margins=(0.8, 1.3, 0.4, 0.2))
+    ax = axes[0, 0]
+    names = [r["recipe"] for r in result["recipes"]]
+    colour = dict(zip(names, colors(len(names)), strict=True))
+    seeds = result["settings"]["seeds"]
+    for run in result["runs"]:
+        points = [(row["time"] / 60.0, quality(row)) for row in evaluations(out / run["run"])]
+        points = [(t, q) for t, q in points if q is not None]
+        if points:
+            style = SEED_STYLES[seeds.index(run["seed"]) % len(SEED_STYLES)]
+            xs, ys = zip(*points, strict=True)
+            label = f"{run['recipe']}, seed {run['seed']}"
+            ax.plot(xs, ys, ls=style, marker=".", ms=4, color=colour[run["recipe"]], label=label)
+    if result["floors"]["js4"] is not None:
+        ax.axhline(result["floors"]["js4"], color="0.3", ls="--", lw=1, label="real vs real")
+    for target in result["settings"]["targets"]:
+        ax.axhline(target, color="0.6", ls=":", lw=0.8)
+    what = "EMA JS-4" if result["ema"] else "JS-4"
+    ax.set_title(f"{what} of argmax samples (dashed: floor; dotted: targets)")
+    ax.set_xlabel("wall-clock minutes")
+    ax.set_ylabel(what)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    legend(fig, axes, names)
+    return fig

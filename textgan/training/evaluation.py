@@ -1,0 +1,68 @@
+"""A run's evaluations: when they are due (every N iterations or on a wall-clock grid), the
+argmax samples they score (from noise seeded by the run) and the JS of the raw and averaged
+generator against the held-out text."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from textgan.config import RunConfig, TrainConfig
+from textgan.corpus import PreparedCorpus
+from textgan.training import distributed
+from textgan.training.trainer import Trainer
+
+
+def make_evaluator(config: RunConfig, prepared: PreparedCorpus, progress: bool) -> Any:
+    """The JS evaluator (rank 0 evaluates; None on the other ranks)."""
+    if not distributed.is_rank0():
+        return None
+    from textgan.metrics import JSEvaluator
+
+    return JSEvaluator(prepared, n_samples=config.train.eval_samples, progress=progress)
+
+
+def evaluate(trainer: Trainer, evaluator: Any, config: RunConfig) -> tuple[dict, np.ndarray]:
+    """JS-1..4 of ``eval_samples`` argmax samples drawn from a fixed noise seed, and with EMA
+    on, ``ema_js1..4`` of the EMA generator's from the same noise (the floors are the same).
+    The ids returned are the EMA generator's when EMA is on, else the generator's."""
+    ids = argmax_ids(trainer.generator, config, trainer.device)
+    scores = evaluator(ids)
+    if trainer.ema is not None:
+        ids = argmax_ids(trainer.ema, config, trainer.device)
+        ema = evaluator(ids)
+        scores.update({f"ema_{k}": v for k, v in ema.items() if k.startswith("js")})
+    return scores, ids
+
+
+def argmax_ids(generator: torch.nn.Module, config: RunConfig, device: torch.device) -> np.ndarray:
+    """The ``eval_samples`` argmax samples evaluations score, from noise seeded by the run."""
+    from textgan.generation.sampling import generate_ids
+
+    t = config.train
+    batch = min(1024, t.eval_samples)
+    return np.concatenate(
+        list(generate_ids(generator, t.eval_samples, batch, seed=t.seed, device=device))
+    )
+
+
+class EvalSchedule:
+    """When to evaluate: every ``eval_every`` iterations, or with ``eval_minutes`` whenever the
+    run's wall-clock time passes the next multiple of it (a resumed run keeps the grid)."""
+
+    def __init__(self, t: TrainConfig, elapsed: float) -> None:
+        self.every, self.interval = t.eval_every, None
+        if t.eval_minutes is not None:
+            self.interval = 60.0 * t.eval_minutes
+            self.next = (math.floor(elapsed / self.interval) + 1) * self.interval
+
+    def __call__(self, iteration: int, elapsed: float) -> bool:
+        if self.interval is None:
+            return iteration % self.every == 0
+        if elapsed < self.next:
+            return False
+        self.next = (math.floor(elapsed / self.interval) + 1) * self.interval
+        return True
