@@ -122,39 +122,8 @@ class Vocab:
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             raise ValueError(f"ids outside the vocabulary of size {len(self)}")
         if self.kind == "bytes":
-            return self._decode_bytes(ids, pad, unk)
-        return self._decode_chars(ids, pad, unk)
-
-    def _decode_chars(self, ids: np.ndarray, pad: str, unk: str) -> list[str]:
-        if _PAD_MARK in self.symbols or _UNK_MARK in self.symbols:
-            return [self._decode_row(row, pad, unk) for row in ids]
-        # One UTF-32 decode of the whole array, then fixed-width slices: no per-character loop.
-        table = np.array((_PAD_MARK, _UNK_MARK, *self.symbols), dtype="<u4")
-        text = table[ids].tobytes().decode("utf-32-le")
-        width = ids.shape[1]
-        rows = (text[i : i + width] for i in range(0, len(text), width))
-        return [row.replace(chr(_PAD_MARK), pad).replace(chr(_UNK_MARK), unk) for row in rows]
-
-    def _decode_row(self, row: np.ndarray, pad: str, unk: str) -> str:
-        """Per-character decode, for the rare vocabulary that holds a placeholder code point."""
-        special = {PAD: pad, UNK: unk}
-        return "".join(
-            special[i] if i in special else chr(self.symbols[i - RESERVED]) for i in row.tolist()
-        )
-
-    def _decode_bytes(self, ids: np.ndarray, pad: str, unk: str) -> list[str]:
-        table = np.array((0, 0, *self.symbols), dtype=np.uint8)
-        out = []
-        for row in ids:
-            # Split on PAD/UNK so a multi-byte character cut by them decodes as U+FFFD only there.
-            pieces, start = [], 0
-            for j in np.flatnonzero(row < RESERVED):
-                pieces.append(table[row[start:j]].tobytes().decode("utf-8", "replace"))
-                pieces.append(pad if row[j] == PAD else unk)
-                start = j + 1
-            pieces.append(table[row[start:]].tobytes().decode("utf-8", "replace"))
-            out.append("".join(pieces))
-        return out
+            return _decode_bytes(self.symbols, ids, pad, unk)
+        return _decode_chars(self.symbols, ids, pad, unk)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -238,3 +207,38 @@ def text_to_codes(lines: Sequence[str], seq_len: int, kind: str = "chars") -> np
 def count_symbols(codes: np.ndarray, kind: str = "chars") -> np.ndarray:
     """Counts of every symbol value in a code array (index = symbol; 0 = padding)."""
     return np.bincount(codes.ravel(), minlength=SYMBOL_SPACE[kind])
+
+
+# -- decoding: whole id arrays to strings, by the vocabulary's symbols --------------------------
+
+
+def _decode_chars(symbols: tuple[int, ...], ids: np.ndarray, pad: str, unk: str) -> list[str]:
+    if _PAD_MARK in symbols or _UNK_MARK in symbols:
+        return [_decode_row(symbols, row, pad, unk) for row in ids]
+    # One UTF-32 decode of the whole array, then fixed-width slices: no per-character loop.
+    table = np.array((_PAD_MARK, _UNK_MARK, *symbols), dtype="<u4")
+    text = table[ids].tobytes().decode("utf-32-le")
+    width = ids.shape[1]
+    rows = (text[i : i + width] for i in range(0, len(text), width))
+    return [row.replace(chr(_PAD_MARK), pad).replace(chr(_UNK_MARK), unk) for row in rows]
+
+
+def _decode_row(symbols: tuple[int, ...], row: np.ndarray, pad: str, unk: str) -> str:
+    """Per-character decode, for the rare vocabulary that holds a placeholder code point."""
+    special = {PAD: pad, UNK: unk}
+    return "".join(special[i] if i in special else chr(symbols[i - RESERVED]) for i in row.tolist())
+
+
+def _decode_bytes(symbols: tuple[int, ...], ids: np.ndarray, pad: str, unk: str) -> list[str]:
+    table = np.array((0, 0, *symbols), dtype=np.uint8)
+    out = []
+    for row in ids:
+        # Split on PAD/UNK so a multi-byte character cut by them decodes as U+FFFD only there.
+        pieces, start = [], 0
+        for j in np.flatnonzero(row < RESERVED):
+            pieces.append(table[row[start:j]].tobytes().decode("utf-8", "replace"))
+            pieces.append(pad if row[j] == PAD else unk)
+            start = j + 1
+        pieces.append(table[row[start:]].tobytes().decode("utf-8", "replace"))
+        out.append("".join(pieces))
+    return out
