@@ -2,17 +2,20 @@
 unigram output bias (``unigram_init``) and evaluation on a wall-clock grid (``eval_minutes``)."""
 
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from textgan import config as C
 from textgan import fast, files, run_eval
 from textgan import rundir as rd
 from textgan import train as T
 from textgan import trainer as TR
+from textgan.cli import main
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
 
@@ -220,12 +223,31 @@ def test_a_run_evaluates_at_wall_clock_intervals(tmp_path):
 
 
 def test_a_linearly_decayed_run_refuses_a_new_end_when_resumed(tmp_path):
-    """Extending a finished linear run would raise its rate from ~0 back up: refused, one line,
-    before the run's files are touched; its own end (or none) resumes as before."""
+    """A finished linear run says so, with or without --iters, before its files are touched
+    (it once asked for --iters N > 6 and then refused it); an unfinished one keeps its end."""
     _train_tiny(tmp_path, iters=6, lr_decay="linear", ckpt_every=3)
-    metrics = (tmp_path / "run" / rd.METRICS).read_bytes()
+    run = tmp_path / "run"
+    metrics = (run / rd.METRICS).read_bytes()
+    finished = (
+        f"run {run} is finished: its learning rate decayed linearly to 0 at iteration 6, and a "
+        "linear decay cannot be extended; train a new run with a larger --iters (textgan train "
+        f"--config {run / 'config.json'} --iters N)"
+    )
+    for overrides in ({}, {"iters": 6}, {"iters": 12}):
+        with pytest.raises(UserError) as err:
+            T.resume(run, overrides, progress=False)
+        assert str(err.value) == finished
+    assert (run / rd.METRICS).read_bytes() == metrics
+    # The suggested command trains a new run of the same recipe.
+    longer = tmp_path / "longer"
+    flags = ["--config", run / "config.json", "--iters", 8, "--run-dir", longer, "--no-progress"]
+    result = CliRunner().invoke(main, ["train", *map(str, flags)])
+    assert result.exit_code == 0, result.output
+    again, old = C.RunConfig.load(longer / "config.json"), C.RunConfig.load(run / "config.json")
+    assert again.train.iters == 8 and again.train.lr_decay == "linear"
+    assert (again.model, again.lipschitz) == (old.model, old.lipschitz)
+    # Stopped before its end (its last checkpoint removed), it resumes to its own end only.
+    shutil.rmtree(run / "checkpoints" / "iter_0000006")
     with pytest.raises(UserError, match="decays linearly to 0 at iteration 6"):
-        T.resume(tmp_path / "run", {"iters": 12}, progress=False)
-    assert (tmp_path / "run" / rd.METRICS).read_bytes() == metrics
-    with pytest.raises(UserError, match="already at iteration 6 of 6"):
-        T.resume(tmp_path / "run", {"iters": 6}, progress=False)
+        T.resume(run, {"iters": 12}, progress=False)
+    assert T.resume(run, {}, progress=False).iteration == 6
