@@ -2,14 +2,17 @@
 unigram output bias (``unigram_init``) and evaluation on a wall-clock grid (``eval_minutes``)."""
 
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from textgan import config as C
 from textgan import files
+from textgan.cli import main
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
 from textgan.files import rundir as rd
@@ -49,7 +52,7 @@ def test_lazy_step_is_the_loss_without_penalty_and_the_penalized_step_weighs_k(k
     lazy, stats = path.critic_loss(real, fake, rng=None, penalty_weight=0)
     scores = trainer.critic(torch.cat([real, fake]))
     assert torch.allclose(lazy, scores[8:].mean() - scores[:8].mean())
-    assert "gp" not in stats and "penalty" not in stats
+    assert "gp" not in stats and stats["penalty"].item() == 0.0  # no term in the loss
     state = torch.Generator().manual_seed(3).get_state()
     heavy, heavy_stats = path.critic_loss(
         real, fake, rng=torch.Generator().set_state(state), penalty_weight=3
@@ -71,6 +74,56 @@ def test_lazy_run_penalizes_every_kth_critic_step(monkeypatch):
         trainer.step()
     assert weights == [3.0, 0.0, 0.0, 3.0, 0.0, 0.0]
     assert {"gp", "grad_norm"} <= set(trainer.meter.means())
+
+
+@pytest.mark.parametrize("kind", ["gp", "gp-fd"])
+def test_lazy_rows_log_the_loss_identity_and_grad_norm(tmp_path, kind):
+    """Every row: critic_loss = −W + penalty, the penalty averaged over all the row's critic
+    steps as the loss is; λ·gp where the row holds a multiple of k steps. grad_norm is logged
+    for gp-fd too when k equals the critic steps (the last step is then never penalized)."""
+    _train_tiny(tmp_path, kind=kind, iters=6, critic_iters=4, penalty_every=4, log_every=1)
+    rows = [r for r in files.read_rows(tmp_path / "run" / rd.METRICS) if "critic_loss" in r]
+    assert [r["iter"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    for r in rows:
+        assert r["critic_loss"] == pytest.approx(-r["wasserstein"] + r["penalty"], abs=1e-5)
+        assert r["penalty"] == pytest.approx(10.0 * r["gp"], rel=1e-5) and r["gp"] > 0
+        assert r["grad_norm"] > 0
+
+
+def test_a_row_without_a_penalized_step_logs_penalty_0(tmp_path):
+    # k = 4 over rows of 2 critic steps: rows alternate between one penalized step and none.
+    _train_tiny(tmp_path, kind="gp-fd", iters=4, critic_iters=2, penalty_every=4, log_every=1)
+    rows = [r for r in files.read_rows(tmp_path / "run" / rd.METRICS) if "critic_loss" in r]
+    for r in rows:
+        assert r["critic_loss"] == pytest.approx(-r["wasserstein"] + r["penalty"], abs=1e-5)
+    penalized, lazy = rows[0::2], rows[1::2]
+    for r in penalized:  # λ·k on one of the row's two steps: on average λ·k/2·gp
+        assert r["penalty"] == pytest.approx(10.0 * 4 / 2 * r["gp"], rel=1e-5)
+        assert r["grad_norm"] > 0
+    for r in lazy:
+        assert r["penalty"] == 0.0 and "gp" not in r and "grad_norm" not in r
+
+
+@pytest.mark.parametrize(
+    ("every", "critic_iters", "log_every", "iters", "measured"),
+    [
+        (1, 2, 3, 4, [5, 7]),  # the last step of each logged iteration
+        (4, 4, 2, 5, [4, 12, 16]),  # penalized steps 0, 4, 8, 12, 16: the last before each row
+        (4, 2, 1, 3, [0, 4]),  # row 2 (steps 2, 3) has no penalized step
+    ],
+)
+def test_grad_norm_is_measured_on_the_last_penalized_step_before_each_row(
+    monkeypatch, every, critic_iters, log_every, iters, measured
+):
+    config = _config("gp-fd", penalty_every=every, critic_iters=critic_iters,
+                     log_every=log_every, iters=iters)  # fmt: skip
+    trainer = TR.Trainer(config, _ids(), torch.device("cpu"))
+    asked = []
+    step = trainer.critic_step
+    monkeypatch.setattr(trainer, "critic_step", lambda m, w: asked.append(m) or step(m, w))
+    for _ in range(iters):
+        trainer.step()
+    assert [i for i, monitored in enumerate(asked) if monitored] == measured
 
 
 def test_lr_scale_schedules():
@@ -144,10 +197,11 @@ def test_eval_schedule_on_a_wall_clock_grid():
     assert not resumed(1, 80.0) and resumed(1, 90.0)
 
 
-def _train_tiny(tmp_path, **train):
+def _train_tiny(tmp_path, kind="gp", **train):
     """A tiny run on pydocs in tmp_path/run, evaluated on 16 samples."""
     overrides = {
         "corpus": {"corpus": "pydocs", "data_dir": str(tmp_path / "data")},
+        "lipschitz": {"kind": kind},
         "model": {"dim": 8},
         "train": {
             "eval_every": 1000,
@@ -171,12 +225,31 @@ def test_a_run_evaluates_at_wall_clock_intervals(tmp_path):
 
 
 def test_a_linearly_decayed_run_refuses_a_new_end_when_resumed(tmp_path):
-    """Extending a finished linear run would raise its rate from ~0 back up: refused, one line,
-    before the run's files are touched; its own end (or none) resumes as before."""
+    """A finished linear run says so, with or without --iters, before its files are touched
+    (it once asked for --iters N > 6 and then refused it); an unfinished one keeps its end."""
     _train_tiny(tmp_path, iters=6, lr_decay="linear", ckpt_every=3)
-    metrics = (tmp_path / "run" / rd.METRICS).read_bytes()
+    run = tmp_path / "run"
+    metrics = (run / rd.METRICS).read_bytes()
+    finished = (
+        f"run {run} is finished: its learning rate decayed linearly to 0 at iteration 6, and a "
+        "linear decay cannot be extended; train a new run with a larger --iters (textgan train "
+        f"--config {run / 'config.json'} --iters N)"
+    )
+    for overrides in ({}, {"iters": 6}, {"iters": 12}):
+        with pytest.raises(UserError) as err:
+            T.resume(run, overrides, progress=False)
+        assert str(err.value) == finished
+    assert (run / rd.METRICS).read_bytes() == metrics
+    # The suggested command trains a new run of the same recipe.
+    longer = tmp_path / "longer"
+    flags = ["--config", run / "config.json", "--iters", 8, "--run-dir", longer, "--no-progress"]
+    result = CliRunner().invoke(main, ["train", *map(str, flags)])
+    assert result.exit_code == 0, result.output
+    again, old = C.RunConfig.load(longer / "config.json"), C.RunConfig.load(run / "config.json")
+    assert again.train.iters == 8 and again.train.lr_decay == "linear"
+    assert (again.model, again.lipschitz) == (old.model, old.lipschitz)
+    # Stopped before its end (its last checkpoint removed), it resumes to its own end only.
+    shutil.rmtree(run / "checkpoints" / "iter_0000006")
     with pytest.raises(UserError, match="decays linearly to 0 at iteration 6"):
-        T.resume(tmp_path / "run", {"iters": 12}, progress=False)
-    assert (tmp_path / "run" / rd.METRICS).read_bytes() == metrics
-    with pytest.raises(UserError, match="already at iteration 6 of 6"):
-        T.resume(tmp_path / "run", {"iters": 6}, progress=False)
+        T.resume(run, {"iters": 12}, progress=False)
+    assert T.resume(run, {}, progress=False).iteration == 6

@@ -1,7 +1,9 @@
 import json
 import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,14 +11,18 @@ from textgan import config as C
 from textgan.errors import UserError
 from textgan.files import read_rows
 from textgan.studies.compare import (
+    CONSTRAINT_ONLY,
     DEFAULT_CONSTRAINTS,
     StudyConfig,
     lipschitz_study,
     markdown_table,
     parse_constraints,
+    plan_constraints,
     seconds_per_iteration,
+    shared_config,
     summarize_run,
 )
+from textgan.studies.report import shared_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -82,6 +88,9 @@ def test_tiny_study_runs_every_constraint_and_writes_table_and_figures(tmp_path,
     assert table[9:] == [
         "",
         "Corpus `" + str(gbw_dir) + "`, preset `tiny`, seed 0, 5 min of training per constraint.",
+        "Every run: D = 16, blocks 1, batch 16, 2 critic steps, Adam lr 0.001 constant, "
+        "β = (0.5, 0.9), λ = 10 (penalty_every 1), c = 0.01, EMA 0.999; only the constraint "
+        "differs.",
     ]
     for name in ("training", "js", "weights", "grad_norms", "input_grad"):
         assert (out / "plots" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -135,6 +144,82 @@ def test_interrupted_run_ends_the_study_with_a_table(tmp_path, gbw_dir, monkeypa
     assert [r["constraint"] for r in result["rows"]] == ["sn"]
     assert result["rows"][0]["status"] == "interrupted before its budget"
     assert not (out / "gp").exists() and "| sn (stopped) | 2 |" in (out / "study.md").read_text()
+
+
+def _without_constraint(run_dir: Path) -> dict:
+    """A run's config.json without what differs between a study's runs by design."""
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["lipschitz"].pop("kind") == run_dir.name
+    assert config["train"].pop("run_dir") == str(run_dir)
+    return config
+
+
+@pytest.mark.parametrize("preset", [None, "small", "paper"])
+def test_every_constraint_gets_the_same_config_but_the_constraint(tmp_path, preset):
+    """Whatever the preset, the runs differ in lipschitz.kind alone: the penalty on every step
+    (small's lazy penalty would refuse clip, sn, none and weigh λ·4 on the others) and a
+    constant rate; the rest is the preset's."""
+    chosen = {} if preset is None else {"preset": preset}
+    cfg = StudyConfig("pydocs", **chosen, overrides={"corpus": {"data_dir": str(tmp_path)}})
+    runs = plan_constraints(cfg, tmp_path / "study", progress=False)
+    assert [run.name for run in runs] == list(DEFAULT_CONSTRAINTS)
+    shared = shared_config(runs)
+    for run in runs:
+        config = run.config.to_dict()
+        assert config["lipschitz"].pop("kind") == run.name
+        assert config["train"].pop("run_dir") == str(tmp_path / "study" / run.name)
+        assert config == shared
+    assert {"train": {k: shared["train"][k] for k in CONSTRAINT_ONLY["train"]}} == CONSTRAINT_ONLY
+    name = cfg.preset
+    for section, values in C.PRESETS[name].items():
+        for key, value in values.items():
+            if key not in CONSTRAINT_ONLY.get(section, {}):
+                assert shared[section][key] == value, (section, key)
+    if preset is None:  # the recipe docs/lipschitz.md describes and measured
+        assert name == "small-v1"
+        assert shared_line(shared).startswith(
+            "Every run: D = 128, blocks 2, batch 64, 5 critic steps, Adam lr 0.0003 constant, "
+        )
+        assert shared["train"]["iters"] == 15_000
+
+
+def _documented_command() -> list[str]:
+    text = (Path(__file__).parents[1] / "docs" / "lipschitz.md").read_text()
+    blocks = [b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "study lipschitz" in b]
+    assert len(blocks) == 1
+    words = shlex.split(blocks[0].replace("\\\n", " "))
+    assert words[:3] == ["textgan", "study", "lipschitz"]
+    return words[1:]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_documented_study_runs_every_constraint_with_the_same_settings(tmp_path):
+    """docs/lipschitz.md's command as written, on pydocs, the tiny preset and 3 iterations."""
+    from click.testing import CliRunner
+
+    from textgan.cli import main
+
+    args = _documented_command()
+    args[args.index("--corpus") + 1] = "pydocs"
+    out = tmp_path / "study"
+    scale = ["--preset", "tiny", "--iters", "3", "--out", out, "--data-dir", tmp_path / "data"]
+    res = CliRunner().invoke(main, [*args, *map(str, scale), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "study.json").read_text())
+    assert [row["constraint"] for row in result["rows"]] == list(DEFAULT_CONSTRAINTS)
+    assert all(row["status"] == "ok" and row["iterations"] == 3 for row in result["rows"])
+    shared = result["shared"]
+    for kind in DEFAULT_CONSTRAINTS:
+        assert _without_constraint(out / kind) == shared
+    documented = dict(zip(args[2::2], args[3::2], strict=True))  # the flags and values
+    train = shared["train"]
+    assert (train["eval_every"], train["diag_every"]) == (
+        int(documented["--eval-every"]),
+        int(documented["--diag-every"]),
+    )
+    assert train["max_minutes"] == float(documented["--minutes"])
+    assert (train["penalty_every"], train["lr_decay"]) == (1, "constant")
+    assert shared_line(shared) in (out / "study.md").read_text().splitlines()
 
 
 def test_seconds_per_iteration_is_the_median_rate():
@@ -211,6 +296,11 @@ def test_summary_of_a_run_that_stopped_before_logging(tmp_path):
         ({"constraints": ("gp", "gp")}, "names a constraint twice"),
         ({"constraints": ()}, "--constraints is empty"),
         ({"iters": 0}, "iters must be at least 1"),
+        (
+            {"overrides": {"train": {"penalty_every": 4, "lr_decay": "linear"}}},
+            "the Lipschitz study sets train.penalty_every, train.lr_decay for every run",
+        ),
+        ({"overrides": {"lipschitz": {"kind": "gp"}}}, "sets lipschitz.kind for every run"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, kwargs, message):

@@ -12,6 +12,7 @@ from textgan import config as run_config
 from textgan.cli.base import main
 from textgan.cli.options import seed_option
 from textgan.errors import UserError
+from textgan.studies.recipes import LIPSCHITZ_PRESET
 
 
 def _echo(line: str) -> None:
@@ -125,9 +126,10 @@ def study_report(
 @click.option(
     "--preset",
     type=click.Choice(list(run_config.PRESETS)),
-    default="small",
+    default=LIPSCHITZ_PRESET,
     show_default=True,
-    help="Preset of every run.",
+    help="Preset of every run, trained with the penalty on every critic step and a constant "
+    "learning rate whatever the preset says.",
 )
 @click.option(
     "--minutes", type=float, default=3.0, show_default=True, help="Training time per constraint."
@@ -166,7 +168,8 @@ def study_lipschitz(
     data_dir: str,
     progress: bool,
 ) -> int:
-    """Train one run per Lipschitz constraint for the same wall-clock budget and compare them.
+    """Train one run per Lipschitz constraint for the same wall-clock budget and compare them:
+    the runs differ in the constraint alone.
 
     Writes OUT/<constraint>/ (ordinary runs), OUT/study.md and OUT/study.json (final JS-1..4
     with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c),

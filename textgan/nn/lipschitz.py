@@ -16,7 +16,9 @@ Statistics returned with the loss (detached scalar tensors):
 * ``wasserstein``: ``mean D(real) − mean D(fake)``, the critic's estimate of W;
 * ``d_real``, ``d_fake``: the two means;
 * ``gp``: the mean per-sample penalty **before** multiplying by λ (so runs with different λ
-  compare), 0 for constraints without a penalty; ``penalty`` is ``λ · gp``, the term in the loss;
+  compare), 0 for constraints without a penalty; ``penalty`` is ``λ · gp``, the term in the loss
+  (0 on a lazy step, which has no ``gp``: averaged over a run's critic steps like the loss,
+  ``critic loss = −wasserstein + penalty`` holds for the averages too);
 * ``grad_norm``: the mean ``‖∇x̂ D(x̂)‖₂`` over the interpolates — the same quantity for every
   constraint so runs compare. The gradient penalties compute it anyway; the other constraints
   measure it only when asked (``monitor=True``: one extra forward and input backward), and
@@ -326,12 +328,14 @@ def loss_and_stats(
 
 def unpenalized_loss(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """``mean D(fake) − mean D(real)`` and its statistics, from per-sample (or mean) scores: the
-    whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``)."""
+    whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``), so its
+    ``penalty`` is 0."""
     d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
     stats = {
         "wasserstein": (d_real - d_fake).detach(),
         "d_real": d_real.detach(),
         "d_fake": d_fake.detach(),
+        "penalty": d_real.new_zeros(()),
     }
     return d_fake - d_real, stats
 

@@ -12,7 +12,8 @@ It writes::
     OUT/study.md            the same as tables
     OUT/time_to_quality.png EMA JS-4 against wall-clock minutes, a line per recipe and seed
 
-``lipschitz_study`` is one use of it: recipes that differ only in ``lipschitz.kind``, each run
+``lipschitz_study`` is one use of it: recipes that differ only in ``lipschitz.kind`` (a preset,
+with the penalty on every critic step and a constant rate whatever the preset says), each run
 named by its constraint, with a table of what the constraints do to the critic and the overlaid
 figures of ``textgan plot``::
 
@@ -36,7 +37,7 @@ from textgan.errors import UserError
 from textgan.files import atomic_write_text, disk_error, read_rows, write_json
 from textgan.files.rundir import METRICS
 from textgan.nn.lipschitz import CONSTRAINTS
-from textgan.studies.recipes import Recipe, merge
+from textgan.studies.recipes import LIPSCHITZ_PRESET, Layers, Recipe, merge
 from textgan.studies.report import (
     check_targets,
     compare_markdown,
@@ -59,6 +60,7 @@ from textgan.studies.runs import (
 )
 
 __all__ = [
+    "CONSTRAINT_ONLY",
     "DEFAULT_CONSTRAINTS",
     "CompareConfig",
     "StudyConfig",
@@ -67,7 +69,9 @@ __all__ = [
     "markdown_table",
     "parse_constraints",
     "parse_devices",
+    "plan_constraints",
     "seconds_per_iteration",
+    "shared_config",
     "summarize_run",
 ]
 
@@ -245,12 +249,19 @@ def write_report(out: Path, result: dict[str, Any]) -> None:
 # -- the Lipschitz study ---------------------------------------------------------------------
 
 
+# What the Lipschitz study sets for every run, whatever its preset, so that the constraint is
+# the one difference: the lazy penalty exists for the penalties only (and weighs λ·k where it
+# acts), and a linear decay follows iterations, so within one wall-clock budget a faster
+# constraint would end at a lower rate.
+CONSTRAINT_ONLY: Layers = {"train": {"penalty_every": 1, "lr_decay": "constant"}}
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """What the Lipschitz study trains: every run shares all of it but the constraint."""
 
     corpus: str
-    preset: str = "small"
+    preset: str = LIPSCHITZ_PRESET
     minutes: float = 3.0
     constraints: tuple[str, ...] = DEFAULT_CONSTRAINTS
     seed: int = 0
@@ -270,6 +281,18 @@ class StudyConfig:
             )
         if len(set(self.constraints)) != len(self.constraints):
             raise UserError("--constraints names a constraint twice; name each once")
+        study_fields = merge(CONSTRAINT_ONLY, {"lipschitz": {"kind": None}})
+        fixed = [
+            f"{section}.{name}"
+            for section, names in study_fields.items()
+            for name in names
+            if name in self.overrides.get(section, {})
+        ]
+        if fixed:
+            raise UserError(
+                f"the Lipschitz study sets {', '.join(fixed)} for every run, so that only the "
+                "constraint differs; remove it from the overrides"
+            )
         parse_devices(self.device)
 
 
@@ -295,8 +318,11 @@ def parse_constraints(text: str) -> tuple[str, ...]:
 
 
 def _constraint_recipe(cfg: StudyConfig, kind: str) -> Recipe:
-    changes = merge(cfg.overrides, {"lipschitz": {"kind": kind}})
-    return Recipe(kind, f"{cfg.preset}:lipschitz.kind={kind}", cfg.preset, None, changes)
+    """The preset, the study's fixed fields and the constraint: as a ``study compare`` recipe,
+    ``PRESET:train.penalty_every=1,train.lr_decay=constant,lipschitz.kind=KIND``."""
+    fixed = merge(CONSTRAINT_ONLY, {"lipschitz": {"kind": kind}})
+    spec = ",".join(f"{s}.{k}={v}" for s, values in fixed.items() for k, v in values.items())
+    return Recipe(kind, f"{cfg.preset}:{spec}", cfg.preset, None, merge(cfg.overrides, fixed))
 
 
 def _lipschitz_layers(cfg: StudyConfig, kind: str, run_dir: Path) -> dict:
@@ -310,6 +336,22 @@ def _lipschitz_layers(cfg: StudyConfig, kind: str, run_dir: Path) -> dict:
         train["iters"] = cfg.iters
     study = {"corpus": {"corpus": cfg.corpus}, "train": train}
     return _constraint_recipe(cfg, kind).layers(study)
+
+
+def plan_constraints(cfg: StudyConfig, out: Path, progress: bool = True) -> list[PlannedRun]:
+    """Every constraint's run resolved, before any training time is spent; UserError for bad
+    settings or an ``out`` that is not new."""
+    cfg.validate()
+    check_new_folder(out)
+    return plan_runs([(k, _lipschitz_layers(cfg, k, out / k)) for k in cfg.constraints], progress)
+
+
+def shared_config(runs: Sequence[PlannedRun]) -> dict[str, Any]:
+    """The resolved config every run of a Lipschitz study has: all but the constraint and the
+    run's folder (``plan_constraints`` makes the rest equal)."""
+    shared = runs[0].config.to_dict()
+    del shared["lipschitz"]["kind"], shared["train"]["run_dir"]
+    return shared
 
 
 def lipschitz_study(
@@ -326,11 +368,8 @@ def lipschitz_study(
     """
     from textgan.plots import plot_runs, plot_summary
 
-    cfg.validate()
     out = Path(out) if out is not None else default_out("lipschitz")
-    check_new_folder(out)
-    named = [(kind, _lipschitz_layers(cfg, kind, out / kind)) for kind in cfg.constraints]
-    runs = plan_runs(named, progress)
+    runs = plan_constraints(cfg, out, progress)
     make_folder(out)
     devices = parse_devices(cfg.device)
     if len(devices) > 1:
@@ -344,6 +383,7 @@ def lipschitz_study(
         "study": "lipschitz",
         "out": str(out),
         "settings": {**asdict(cfg), "constraints": list(cfg.constraints)},
+        "shared": shared_config(runs),
         "floors": floors([out / kind for kind in done]),
         "rows": [summarize_run(out / kind, statuses[kind]) for kind in done],
         "stopped_by": stopped_by,

@@ -34,6 +34,8 @@ STUDY_FIELDS = {
     "corpus": ("corpus", "data_dir"),
     "train": ("seed", "max_minutes", "eval_minutes", "eval_samples", "device", "run_dir", "name"),
 }
+# The Lipschitz study's default preset: the recipe its comparison in docs/lipschitz.md ran with.
+LIPSCHITZ_PRESET = "small-v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

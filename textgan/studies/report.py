@@ -245,10 +245,25 @@ def lipschitz_markdown(result: dict[str, Any]) -> str:
         f"Corpus `{s['corpus']}`, preset `{s['preset']}`, seed {s['seed']}, "
         f"{s['minutes']:g} min of training per constraint.",
     ]
+    if "shared" in result:  # studies from before it was recorded lack it
+        notes.append(shared_line(result["shared"]))
     for row in result["rows"]:
         if row["status"] != "ok":
             notes.append(f"{row['constraint']}: {row['status']}")
     return head + "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def shared_line(shared: dict[str, Any]) -> str:
+    """What every run of a Lipschitz study trained with, in one sentence."""
+    m, t, lip = shared["model"], shared["train"], shared["lipschitz"]
+    rates = dict.fromkeys((t["lr_critic"] or t["lr"], t["lr_gen"] or t["lr"]))  # critic, G
+    return (
+        f"Every run: D = {m['dim']}, blocks {m['blocks']}, batch {t['batch_size']}, "
+        f"{t['critic_iters']} critic steps, Adam lr {'/'.join(f'{r:g}' for r in rates)} "
+        f"{t['lr_decay']}, β = ({t['beta1']:g}, {t['beta2']:g}), λ = {lip['lam']:g} "
+        f"(penalty_every {t['penalty_every']}), c = {lip['clip']:g}, EMA {t['ema_decay']:g}"
+        f"{', unigram output bias' if t['unigram_init'] else ''}; only the constraint differs."
+    )
 
 
 def time_figure(result: dict[str, Any], out: Path):

@@ -210,7 +210,7 @@ def resume(
     refuse_resume_changes(
         ["--" + k.replace("_", "-") for k in sorted(set(overrides) - set(RESUMABLE))]
     )
-    _refuse_moving_the_decay(config.train, overrides.get("iters"))
+    _refuse_moving_the_decay(run, config.train, overrides.get("iters"))
     config = with_train(config, **overrides, run_dir=str(run.path))
     prepared = prepare_corpus(config.corpus, progress)
     device = _device(config)
@@ -221,10 +221,21 @@ def resume(
         return _resume(run, output, prepared, config, device, hooks)
 
 
-def _refuse_moving_the_decay(train_config: TrainConfig, iters: int | None) -> None:
+def _refuse_moving_the_decay(run: RunDir, train_config: TrainConfig, iters: int | None) -> None:
     """A linear schedule ends at the run's own --iters: another end would make the rate jump
-    (back up, for a finished run) at the resumed iteration."""
-    if train_config.lr_decay == "linear" and iters not in (None, train_config.iters):
+    at the resumed iteration. A finished run is not extended at all: its last rate (1/iters of
+    the base) trains next to nothing, and any other continuation (the rate back up, a second
+    decay) is a recipe no run was measured with; a longer run is a new run."""
+    if train_config.lr_decay != "linear":
+        return
+    done = int(rundir.CKPT_RE.match(run.latest_checkpoint().name).group(1))
+    if done >= train_config.iters:
+        raise UserError(
+            f"run {run.path} is finished: its learning rate decayed linearly to 0 at iteration "
+            f"{train_config.iters:,}, and a linear decay cannot be extended; train a new run "
+            f"with a larger --iters (textgan train --config {run.config} --iters N)"
+        )
+    if iters not in (None, train_config.iters):
         raise UserError(
             f"--iters cannot change when resuming this run: its learning rate decays linearly "
             f"to 0 at iteration {train_config.iters:,}, and another end would make the rate "

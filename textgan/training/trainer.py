@@ -6,8 +6,8 @@ give the two networks their own rates, TTUR). Each critic step draws a real batc
 memory-mapped training ids with the run's data RNG (rows with replacement), one-hot encodes it on
 the device and scores it against a detached generator batch; the generator step runs with the
 critic's parameters frozen so no critic gradients are computed. ``grad_norm`` (an extra input
-gradient for constraints that do not need it) is measured only on the last critic step of an
-iteration that is logged.
+gradient for constraints that do not need it) is measured only on the last penalized critic step
+before each metrics row (every step is penalized without the lazy penalty).
 
 With ``ema_decay`` > 0 an exponential moving average of the generator's weights follows every
 generator step (``Trainer.ema``, evaluated beside the raw generator; it never trains).
@@ -213,11 +213,15 @@ class Trainer:
             update_ema(self.ema, self.generator, decay)
         return loss.detach()
 
-    def logs_next(self) -> bool:
-        """Whether the coming iteration ends with a metrics row (``_loop``'s schedule; a stop
-        by signal or time limit can still log an iteration this does not foresee)."""
+    def monitored_step(self) -> int:
+        """The critic step (counted from the run's start) that measures ``grad_norm`` for the
+        next metrics row: the last penalized one at or before that row, which may lie in an
+        earlier iteration than the row's own (``_loop``'s schedule; a stop by signal or time
+        limit can still log an iteration this does not foresee)."""
         t, k = self.config.train, self.iteration + 1
-        return k % t.log_every == 0 or k == t.iters
+        row = min(-(-k // t.log_every) * t.log_every, max(t.iters, k))  # the next logged one
+        last = row * t.critic_iters - 1
+        return last - last % t.penalty_every
 
     def step(self, meter: Meter | None = None) -> None:
         """One generator iteration: ``critic_iters`` critic steps, then one generator step;
@@ -225,16 +229,16 @@ class Trainer:
         meter = self.meter if meter is None else meter
         t = self.config.train
         steps = t.critic_iters
-        monitor = self.logs_next()
+        first, monitored = self.iteration * steps, self.monitored_step()
         scale = lr_scale(t.lr_decay, self.iteration, t.iters)
         for opt, base in ((self.opt_g, self.base_lr["gen"]), (self.opt_d, self.base_lr["critic"])):
             for group in opt.param_groups:
                 group["lr"] = base * scale
         for i in range(steps):
-            weight = penalty_weight(t.penalty_every, self.iteration * steps + i)
-            # A lazy step has no input gradient to monitor: the interval's penalized steps
-            # report grad_norm.
-            loss, stats = self.critic_step(monitor and i == steps - 1 and weight > 0, weight)
+            weight = penalty_weight(t.penalty_every, first + i)
+            # A lazy step has no interpolates to monitor: a penalized step measures grad_norm,
+            # also when the row's own iteration has none (penalty_every >= critic_iters).
+            loss, stats = self.critic_step(first + i == monitored, weight)
             meter.add({"critic_loss": loss, **stats})
         meter.add({"gen_loss": self.generator_step()})
         self.iteration += 1
