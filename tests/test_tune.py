@@ -242,13 +242,13 @@ def _rows(run_dir: Path) -> list[dict]:
     return read_rows(run_dir / "metrics.jsonl")
 
 
-def _tune_cli(tmp_path, out, trials):
+def _tune_cli(tmp_path, out, trials, *extra):
     space = tmp_path / "space.json"
     space.write_text(json.dumps(SPACE))
     args = ["--corpus", "pydocs", "--recipe", "tiny", "--space", space, "--trials", trials,
             "--minutes", MINUTES, "--eval-minutes", EVAL_MINUTES, "--device", "cpu",
             "--threads", 1, "--eval-samples", 64, "--data-dir", tmp_path / "data",
-            "--heartbeat", 1, "--out", out]  # fmt: skip
+            "--heartbeat", 1, "--out", out, *extra]  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "textgan", "tune", *map(str, args)],
         stdout=subprocess.PIPE,

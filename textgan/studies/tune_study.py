@@ -48,6 +48,7 @@ def storage_url(url: str | None, out: Path) -> str:
 def open_storage(url: str) -> Any:
     """The Optuna storage at a checked URL; UserError when it cannot be opened."""
     import optuna
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     if url.startswith(JOURNAL):
@@ -56,7 +57,12 @@ def open_storage(url: str) -> Any:
     try:
         return optuna.storages.RDBStorage(url)
     except ImportError as err:
-        raise UserError(f"--storage {url}: its database driver is missing ({err})") from None
+        # The extra brings psycopg and the SQLAlchemy (2.1) that loads it for postgresql://.
+        name = make_url(url).drivername
+        fix = "pip install 'textgan[postgres]'"
+        if name not in ("postgresql", "postgresql+psycopg"):
+            fix = f"install the Python driver that {name}:// names"
+        raise UserError(f"--storage {url}: its database driver is missing ({err}); {fix}") from None
     except SQLAlchemyError as err:
         raise UserError(f"--storage {url}: cannot open it ({first_line(err)})") from None
 
