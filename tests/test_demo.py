@@ -5,11 +5,14 @@ sample`, bad values, unknown words against `word_known`, scores against `textgan
 import html
 import importlib.metadata
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 
 import pytest
-from demo_helpers import SPACE_NAME, cli, sample, tiny_run, tiny_space
+from demo_helpers import ONLY_THE_SPACE, SPACE_NAME, cli, sample, tiny_run, tiny_space
 from huggingface_hub import RepoCard
 
 from textgan import demo, hub, space
@@ -20,6 +23,23 @@ from textgan.metrics.word_known import space_id, word_hashes
 gradio = pytest.importorskip("gradio", reason="the demo page needs the demo extra (in .[dev])")
 
 TRAINING_MODULES = ("train", "trainer", "lipschitz", "fast", "distributed", "api", "export")
+# Loads the Space's app.py (the page is built, no server started), answers one request as the
+# page's button does, and says which textgan modules were loaded and from where.
+SPACE_IMPORTS = (
+    ONLY_THE_SPACE
+    + """
+import json
+
+app = runpy.run_path(f"{folder}/app.py", run_name="space_app")
+from textgan.demo import Page, open_source
+
+_, samples, _, _ = Page(open_source(folder, "cpu"), None, "").respond(
+    5, "3", "argmax", 1.0, "", "ema", False
+)
+loaded = {name: m.__file__ for name, m in sys.modules.items() if name.split(".")[0] == "textgan"}
+print(json.dumps({"app": type(app["demo"]).__name__, "samples": samples, "loaded": loaded}))
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +286,37 @@ def test_page_modules_import_only_what_the_space_installs():
     allowed = {"textgan", "__future__", "numpy", "torch"} | set(sys.stdlib_module_names)
     assert third_party - allowed == set()
     assert {"torch", "numpy"} <= third_party
+
+
+@pytest.mark.parametrize("left_out", [None, "textgan/files.py", "textgan/corpus/rows.py"])
+def test_the_space_folder_alone_imports_and_serves_its_page(space_dir, tmp_path, left_out):
+    """A fresh, isolated Python (no PYTHONPATH, no current folder) with textgan only from a copy
+    of the Space folder: its app.py loads and the page answers; a module left out fails it."""
+    folder = tmp_path / "space"
+    shutil.copytree(space_dir, folder)
+    if left_out:
+        (folder / left_out).unlink()
+    script = tmp_path / "space_imports.py"
+    script.write_text(SPACE_IMPORTS)
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},  # -I: PYTHONPATH ignored
+    )
+    if left_out:
+        module = left_out.removesuffix(".py").replace("/", ".")
+        assert done.returncode != 0
+        assert f"ModuleNotFoundError: {module} is not in the Space folder" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["app"] == "Blocks"
+    assert shown(result["samples"]) == sample("--model", space_dir, "-n", 5, "--seed", 3)
+    copied = {
+        p.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        for p in space.package_files()
+    }
+    assert set(result["loaded"]) == copied  # every copied module is needed, and no other
+    assert all(path.startswith(f"{folder}/textgan/") for path in result["loaded"].values())
