@@ -10,12 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from demo_helpers import ONLY_THE_SPACE, SPACE_NAME, cli, sample, tiny_run, tiny_space
 from huggingface_hub import RepoCard
 
 from textgan import demo, hub, space
+from textgan.corpus import load_prepared
 from textgan.demo_corpus import Evidence, find_corpus
 from textgan.metrics.report import encode_samples
 from textgan.metrics.word_known import space_id, word_hashes
@@ -320,3 +322,30 @@ def test_the_space_folder_alone_imports_and_serves_its_page(space_dir, tmp_path,
     }
     assert set(result["loaded"]) == copied  # every copied module is needed, and no other
     assert all(path.startswith(f"{folder}/textgan/") for path in result["loaded"].values())
+
+
+def test_the_demo_docs_count_the_modules_a_space_carries():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "demo.md").read_text()
+    said = re.search(r"What that copies today: (\d+) modules plus the generated", docs)
+    assert int(said[1]) == len(space.package_files()) - 1  # less the generated __init__.py
+
+
+def test_the_page_caches_what_it_derives_from_the_corpus_once(page, tmp_path):
+    """ngrams.npz when the page opens, kn5-baseline.npz at the first baseline request (the
+    files textgan score and textgan sample --baseline write); the corpus itself untouched."""
+    prepared = page.evidence.prepared
+    folder = tmp_path / prepared.path.name
+    folder.mkdir()
+    for name in ("train.npy", "heldout.npy", "vocab.json", "meta.json"):
+        shutil.copy(prepared.path / name, folder / name)
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    evidence = Evidence(load_prepared(folder))
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "ngrams.npz"])
+    fresh = demo.Page(page.source, evidence, "")
+    ask(fresh, n=4)
+    assert not (folder / "kn5-baseline.npz").exists()
+    ask(fresh, n=4, baseline=True)
+    fitted = (folder / "kn5-baseline.npz").stat().st_mtime_ns
+    ask(fresh, n=5, seed="6", baseline=True)
+    assert (folder / "kn5-baseline.npz").stat().st_mtime_ns == fitted
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name in before} == before
