@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from timing import interleaved_minimum
 
 import textgan
 from textgan.config import RunConfig
@@ -43,6 +44,7 @@ MEASURES = (
     ("copy_rate", "copies of a training line"),
 )
 
+SPEED_ROUNDS = 10  # rotated rounds of the three samplers (timing.py)
 TOP_PROB = {
     "top_prob_mean": "mean top probability",
     "top_prob_over_0.99": "share of positions with top > 0.99",
@@ -86,10 +88,14 @@ def samples_at(run_dir: Path, iteration: int, k: int) -> list[str]:
     return (run_dir / "samples" / f"iter_{iteration}.txt").read_text().splitlines()[:k]
 
 
-def final_scores(run_dir: Path, ckpt: Path | None, n: int, seed: int) -> dict:
+def final_scores(
+    run_dir: Path, ckpt: Path | None, n: int, seed: int, cpu_time: bool = False
+) -> dict:
     """A checkpoint's argmax samples (the newest unless ``ckpt``), raw and averaged, and the
-    5-gram model's at T = 1, each scored against the run's corpus, with samples per second
-    (models loaded and fit beforehand, as ``textgan sweep`` times them) and the floor."""
+    5-gram model's at T = 1, each scored against the run's corpus, with the floor and samples
+    per second (models loaded and fit beforehand; each warmed up, then timed in rotated rounds,
+    ``timing.py``; wall time, or this process's CPU time with ``cpu_time``), also as a ratio
+    against the raw weights."""
     prepared = run_corpus(run_dir)
     scorer = Scorer.from_prepared(prepared, max(ORDERS), progress=False)
     kn5 = baseline_sampler("kn5", prepared)
@@ -104,17 +110,23 @@ def final_scores(run_dir: Path, ckpt: Path | None, n: int, seed: int) -> dict:
         },
         "kn5": partial(kn5.lines, prepared.vocab, n, 1.0, seed),
     }
+    calls = {name: partial(_lines, write) for name, write in writers.items()}
+    clock = time.process_time if cpu_time else time.perf_counter
+    seconds = interleaved_minimum(calls, SPEED_ROUNDS, clock)
     target = Target(run=run_dir)
-    out: dict = {"checkpoint": ckpt.name}
-    for name, write in writers.items():
-        start = time.perf_counter()
-        lines = [line for batch in write() for line in batch]
-        seconds = time.perf_counter() - start
+    out: dict = {"checkpoint": ckpt.name, "clock": "CPU time" if cpu_time else "wall"}
+    for name, call in calls.items():
+        lines = call()
         report = score_lines(lines, target, n=n, max_n=max(ORDERS), seed=seed, scorer=scorer)
-        out[name] = {"samples_per_s": n / seconds, "examples": lines[:3], **report}
+        speed = {"samples_per_s": n / seconds[name], "speed_vs_raw": seconds["raw"] / seconds[name]}
+        out[name] = {**speed, "examples": lines[:3], **report}
     for name, generator in generators.items():
         out[name].update(top_probability(generator, n, seed))
     return out
+
+
+def _lines(write) -> list[str]:
+    return [line for batch in write() for line in batch]
 
 
 @torch.no_grad()
@@ -143,7 +155,9 @@ def scores_table(scores: dict) -> str:
         cells = " | ".join(_fmt(scores[s][key]) for s in ("raw", "ema"))
         lines.append(f"| generator's softmax: {title} | {cells} | | |")
     speeds = [f"{scores[s]['samples_per_s']:,.0f}" for s in ("raw", "ema", "kn5")]
-    lines.append("| samples/s (one thread) | " + " | ".join(speeds) + " | |")
+    lines.append(f"| samples/s (one thread, {scores['clock']}) | " + " | ".join(speeds) + " | |")
+    ratios = [f"{scores[s]['speed_vs_raw']:.2f}×" for s in ("raw", "ema", "kn5")]
+    lines.append("| speed against the raw weights | " + " | ".join(ratios) + " | |")
     return "\n".join(lines)
 
 
@@ -157,7 +171,7 @@ def report(args: argparse.Namespace) -> tuple[str, dict]:
     rows = curve(run_dir, args.every)
     points = sample_points(run_dir, config.train.iters)
     samples = {name: samples_at(run_dir, it, args.show) for name, it in points.items()}
-    scores = final_scores(run_dir, args.checkpoint, n, seed)
+    scores = final_scores(run_dir, args.checkpoint, n, seed, args.cpu_time)
     last = rows[-1]
     text = [
         f"Run {run_dir.name}: iteration {last['iter']:,} of {config.train.iters:,}, "
@@ -192,6 +206,7 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=20, help="samples shown at each point")
     ap.add_argument("--checkpoint", type=Path, help="score this checkpoint [the newest]")
     ap.add_argument("--every", type=int, default=1000, help="iterations between curve rows")
+    ap.add_argument("--cpu-time", action="store_true", help="time samplers by CPU, not wall, time")
     args = ap.parse_args()
     torch.set_num_threads(1)
     text, data = report(args)

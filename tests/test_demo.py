@@ -5,13 +5,18 @@ sample`, bad values, unknown words against `word_known`, scores against `textgan
 import html
 import importlib.metadata
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from demo_helpers import SPACE_NAME, cli, sample, tiny_run, tiny_space
+from demo_helpers import ONLY_THE_SPACE, SPACE_NAME, cli, sample, tiny_run, tiny_space
 from huggingface_hub import RepoCard
 
+from textgan.corpus import load_prepared
 from textgan.metrics.report import encode_samples
 from textgan.metrics.word_known import space_id, word_hashes
 from textgan.sharing import demo, hub, space
@@ -27,6 +32,23 @@ TRAINING_MODULES = (
     "training/distributed",
     "api",
     "sharing/export",
+)
+# Loads the Space's app.py (the page is built, no server started), answers one request as the
+# page's button does, and says which textgan modules were loaded and from where.
+SPACE_IMPORTS = (
+    ONLY_THE_SPACE
+    + """
+import json
+
+app = runpy.run_path(f"{folder}/app.py", run_name="space_app")
+from textgan.sharing.demo import Page, open_source
+
+_, samples, _, _ = Page(open_source(folder, "cpu"), None, "").respond(
+    5, "3", "argmax", 1.0, "", "ema", False
+)
+loaded = {name: m.__file__ for name, m in sys.modules.items() if name.split(".")[0] == "textgan"}
+print(json.dumps({"app": type(app["demo"]).__name__, "samples": samples, "loaded": loaded}))
+"""
 )
 
 
@@ -275,3 +297,64 @@ def test_page_modules_import_only_what_the_space_installs():
     allowed = {"textgan", "__future__", "numpy", "torch"} | set(sys.stdlib_module_names)
     assert third_party - allowed == set()
     assert {"torch", "numpy"} <= third_party
+
+
+@pytest.mark.parametrize("left_out", [None, "textgan/files/rundir.py", "textgan/corpus/rows.py"])
+def test_the_space_folder_alone_imports_and_serves_its_page(space_dir, tmp_path, left_out):
+    """A fresh, isolated Python (no PYTHONPATH, no current folder) with textgan only from a copy
+    of the Space folder: its app.py loads and the page answers; a module left out fails it."""
+    folder = tmp_path / "space"
+    shutil.copytree(space_dir, folder)
+    if left_out:
+        (folder / left_out).unlink()
+    script = tmp_path / "space_imports.py"
+    script.write_text(SPACE_IMPORTS)
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},  # -I: PYTHONPATH ignored
+    )
+    if left_out:
+        module = left_out.removesuffix(".py").replace("/", ".")
+        assert done.returncode != 0
+        assert f"ModuleNotFoundError: {module} is not in the Space folder" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["app"] == "Blocks"
+    assert shown(result["samples"]) == sample("--model", space_dir, "-n", 5, "--seed", 3)
+    copied = {
+        p.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        for p in space.package_files()
+    }
+    assert set(result["loaded"]) == copied  # every copied module is needed, and no other
+    assert all(path.startswith(f"{folder}/textgan/") for path in result["loaded"].values())
+
+
+def test_the_demo_docs_count_the_modules_a_space_carries():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "demo.md").read_text()
+    said = re.search(r"What that copies today: (\d+) modules plus the generated", docs)
+    assert int(said[1]) == len(space.package_files()) - 1  # less the generated __init__.py
+
+
+def test_the_page_caches_what_it_derives_from_the_corpus_once(page, tmp_path):
+    """ngrams.npz when the page opens, kn5-baseline.npz at the first baseline request (the
+    files textgan score and textgan sample --baseline write); the corpus itself untouched."""
+    prepared = page.evidence.prepared
+    folder = tmp_path / prepared.path.name
+    folder.mkdir()
+    for name in ("train.npy", "heldout.npy", "vocab.json", "meta.json"):
+        shutil.copy(prepared.path / name, folder / name)
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    evidence = Evidence(load_prepared(folder))
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "ngrams.npz"])
+    fresh = demo.Page(page.source, evidence, "")
+    ask(fresh, n=4)
+    assert not (folder / "kn5-baseline.npz").exists()
+    ask(fresh, n=4, baseline=True)
+    fitted = (folder / "kn5-baseline.npz").stat().st_mtime_ns
+    ask(fresh, n=5, seed="6", baseline=True)
+    assert (folder / "kn5-baseline.npz").stat().st_mtime_ns == fitted
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name in before} == before

@@ -14,40 +14,14 @@ import time
 
 import pytest
 from browser import PageError, Server, fill, load, missing_tools, open_browser, press
-from demo_helpers import SPACE_NAME, sample, tiny_run, tiny_space
+from demo_helpers import ONLY_THE_SPACE, SPACE_NAME, sample, tiny_run, tiny_space
 
 from textgan.sharing.demo import free_port
 
 REQUIRE = "TEXTGAN_REQUIRE_BROWSER"
 WAIT_S = 90  # generous: a 2-core machine starts two servers and a browser at once
-# Runs a Space folder's app.py as a Space would: textgan comes from that folder or not at all
-# (this machine's installed textgan must not fill in a module the export left out).
-SPACE_RUNNER = """
-import importlib.machinery, runpy, sys
-
-folder = sys.argv[1]
-
-
-class OnlyTheSpace:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name.split(".")[0] != "textgan":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path or [folder])
-        if spec is None:
-            raise ModuleNotFoundError(f"{name} is not in the Space folder", name=name)
-        return spec
-
-
-sys.meta_path.insert(0, OnlyTheSpace)
-try:
-    import textgan.training.loop
-except ModuleNotFoundError:
-    pass
-else:
-    sys.exit("the Space folder holds training code")
-runpy.run_path(f"{folder}/app.py", run_name="__main__")
-"""
+# Runs a Space folder's app.py as a Space would, textgan from that folder alone.
+SPACE_RUNNER = ONLY_THE_SPACE + 'runpy.run_path(f"{folder}/app.py", run_name="__main__")\n'
 
 
 @pytest.fixture(scope="module")

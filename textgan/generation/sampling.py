@@ -2,8 +2,12 @@
 paper's) or temperature sampling, from plain or truncated noise.
 
 Every random number is a function of the seed and the sample's index alone (``IndexedDraws``):
-sample i is the same line whatever the batch size, the device or the number of samples asked
-for. Generation streams in batches, so a million samples never sit in memory at once.
+sample i gets the same noise and the same uniforms whatever the batch size, the device or the
+number of samples asked for, and so the same line wherever the generator computes the same
+outputs from that noise. A GPU need not: its rounding differs from the CPU's, which changes a
+symbol where two logits nearly tie (or, with a temperature, a cumulative probability nearly
+equals the uniform). Generation streams in batches, so a million samples never sit in memory at
+once.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@ sample that never occur in the training text, JS-1..4 and the known-word share b
 real-vs-real floors, the Kneser-Ney 5-gram baseline's samples, and a run's figures.
 
 The numbers are ``textgan score``'s for the same lines (the same encoding of the lines, the
-same N real held-out lines drawn by seed 0), restricted to the metrics the page shows. Nothing
-here is ever built: a corpus that is not prepared is a reason shown on the page, not a job.
+same N real held-out lines drawn by seed 0), restricted to the metrics the page shows. A corpus
+is never prepared here: one that is not prepared is a reason shown on the page, not a job. What
+is derived from a prepared corpus is built once and cached beside it, the same files ``textgan
+score`` and ``textgan sample --baseline kn5`` write: the reference n-grams (``ngrams.npz``) when
+the page opens, the 5-gram model (``kn5-baseline.npz``) at the first request for the baseline.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ class Evidence:
         for argmax: the 5-gram model's argmax repeats one line)."""
         from textgan.generation.baseline import baseline_sampler
 
-        if self._sampler is None:  # fit (or read from its cache) at the first request
+        if self._sampler is None:  # read from its cache, or fit and cached, at the first request
             self._sampler = baseline_sampler(_BASELINE, self.prepared)
         temperature = request.temperature or 1.0
         batches = self._sampler.lines(self.vocab, request.n, temperature, request.seed)
