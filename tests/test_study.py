@@ -435,6 +435,7 @@ def test_compare_two_recipes_side_by_side(tmp_path):
     assert json.loads((out / "study.json").read_text()) == result
     assert [r["run"] for r in result["runs"]] == ["base-s0", "narrow-s0"]
     assert result["machine"]["threads_per_run"] == 1 and result["machine"]["runs_at_once"] == 2
+    assert result["settings"]["diag_minutes"] == result["settings"]["ckpt_minutes"] == 0.05
     assert result["settings"]["recipes"] == {
         "base": "tiny",
         "narrow": "tiny:model.dim=16,train.critic_iters=2",
@@ -443,6 +444,8 @@ def test_compare_two_recipes_side_by_side(tmp_path):
         run = out / row["run"]
         config = json.loads((run / "config.json").read_text())
         assert config["train"]["max_minutes"] == 0.04 and config["train"]["eval_minutes"] == 0.01
+        # Diagnostics and checkpoints on a wall-clock grid too: every fifth evaluation interval.
+        assert config["train"]["diag_minutes"] == config["train"]["ckpt_minutes"] == 0.05
         assert config["train"]["eval_samples"] == 64
         assert (config["model"]["dim"] == 16) == (row["recipe"] == "narrow")
         evals = [r for r in read_rows(run / "metrics.jsonl") if "js1" in r]

@@ -22,7 +22,7 @@ from textgan.study import check_new_folder, make_folder, write_report
 from textgan.study_report import check_targets, compare_recipes, compare_run, floors
 
 # What two studies must share for their runs to sit in one table.
-SAME_SETTINGS = ("corpus", "eval_minutes", "eval_samples", "device")
+SAME_SETTINGS = ("corpus", "eval_minutes", "diag_minutes", "ckpt_minutes", "eval_samples", "device")
 SAME_MACHINE = ("cpu", "threads_per_run", "torch")
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from textgan.errors import UserError
 from textgan.files import disk_error, write_json
 from textgan.rundir import METRICS
-from textgan.study_recipes import Layers, merge, parse_recipe
+from textgan.study_recipes import Layers, clock_fields, merge, parse_recipe
 from textgan.study_report import quality
 from textgan.study_runs import (
     LOGS,
@@ -101,8 +101,7 @@ class TuneConfig:
         """What every trial shares, over the recipe and the sampled settings."""
         train = {
             "seed": self.seed,
-            "max_minutes": self.minutes,
-            "eval_minutes": self.interval,
+            **clock_fields(self.minutes, self.interval),
             "eval_samples": self.eval_samples,
         }
         return {"corpus": {"corpus": self.corpus, "data_dir": self.data_dir}, "train": train}
