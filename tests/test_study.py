@@ -507,6 +507,19 @@ def test_cli_compare_bad_inputs_are_one_line_exit_2(tmp_path):
         _assert_one_line_error(_cli(*base, *args, cwd=tmp_path), message)
 
 
+def test_iters_help_says_it_also_moves_a_linear_decay():
+    from click.testing import CliRunner
+
+    from textgan.cli import main
+
+    for command, base in (("compare", "recipe"), ("lipschitz", "preset")):
+        text = " ".join(CliRunner().invoke(main, ["study", command, "--help"]).output.split())
+        assert (
+            "--iters INTEGER Set every run's train.iters: it stops there if its budget lasts, "
+            f"and a --lr-decay linear {base}'s rate falls to 0 there [the {base}'s]."
+        ) in text
+
+
 def _study_copy(src, dst, **changes):
     """A second study folder: ``src``'s runs copied, its study.json changed by ``changes``
     (``section.key=value``)."""

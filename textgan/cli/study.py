@@ -13,6 +13,12 @@ from textgan.cli.base import main
 from textgan.cli.options import seed_option
 from textgan.errors import UserError
 
+# Not only a cap: a linear decay follows --iters, wherever the budget stops the run.
+ITERS_HELP = (
+    "Set every run's train.iters: it stops there if its budget lasts, and a --lr-decay linear "
+    "{0}'s rate falls to 0 there [the {0}'s]."
+)
+
 
 def _echo(line: str) -> None:
     click.echo(line, err=True)
@@ -62,7 +68,7 @@ def _shared_options(command: click.Command) -> click.Command:
     help="EMA JS-4 values to report the minutes to.",
 )
 @click.option("--parallel", type=int, default=1, show_default=True, help="Runs at a time.")
-@click.option("--iters", type=int, help="Also stop each run at this iteration [the recipe's].")
+@click.option("--iters", type=int, help=ITERS_HELP.format("recipe"))
 @click.option("--out", help="Study folder (must be new or empty) [runs/study-compare-<time>].")
 @_shared_options
 @click.option("--progress/--no-progress", default=True, help="Show progress while preparing.")
@@ -139,7 +145,7 @@ def study_report(
     help="Comma-separated constraints, one run each.",
 )
 @click.option("--out", help="Study folder (must be new or empty) [runs/study-lipschitz-<time>].")
-@click.option("--iters", type=int, help="Also stop each run at this iteration [the preset's].")
+@click.option("--iters", type=int, help=ITERS_HELP.format("preset"))
 @click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
 @click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
 @seed_option("Seed shared by all runs.")
