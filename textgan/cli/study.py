@@ -238,10 +238,11 @@ def study_lipschitz(
 def tune(**options: Any) -> int:
     """Search run settings with Optuna: the objective is EMA JS-4 after --minutes of training.
 
-    Each trial is an ordinary run OUT/trial-<n>/; its evaluations are reported against elapsed
-    seconds so that the pruner stops hopeless ones. Rerun the same command to continue the
-    study; start it on several machines with one --storage to share it. Prints the best
-    recipe as a --config file (also written to OUT/best.json).
+    Each trial is an ordinary run OUT/trial-<n>/; its evaluations are reported at their index
+    on the wall-clock grid (k: after k × --eval-minutes) so that the pruner stops hopeless
+    ones. Rerun the same command to continue the study; start it on several machines with one
+    --storage to share it. Prints the best recipe as a --config file (also written to
+    OUT/best.json).
     """
     try:
         import optuna
