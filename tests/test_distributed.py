@@ -328,6 +328,20 @@ def test_another_world_size_on_resume_says_it_is_not_bit_exact(world2_runs, caps
     assert "not bit for bit" in notices[0]
 
 
+def test_the_ranks_checkpoint_together_on_a_wall_clock_grid(data_dir, tmp_path):
+    """A checkpoint gathers every rank's state, so with --ckpt-minutes the ranks must agree on
+    when: each goes by the latest rank's clock (they started their clocks apart)."""
+    run = tmp_path / "run"
+    train = {**RUN, "iters": 10**6, "max_minutes": 0.04, "eval_every": 10**6}
+    train.update(ckpt_every=10**6, ckpt_minutes=0.01, keep=100, dist_timeout=30.0, run_dir=str(run))
+    for code, err in _run("train", {"data_dir": data_dir, "train": train, "out": str(tmp_path)}):
+        assert code == 0, err
+    saved = sorted((run / "checkpoints").iterdir())
+    assert len(saved) >= 2  # one on the grid at least, and the last
+    for path in saved:
+        assert len(ck.load_checkpoint(path).state["ranks"]) == 2
+
+
 TIMEOUT = 15.0  # --dist-timeout of the fault tests
 
 

@@ -1,5 +1,6 @@
 """The training levers of the time-to-quality recipes: lazy penalty (``penalty_every``), the
-unigram output bias (``unigram_init``) and evaluation on a wall-clock grid (``eval_minutes``)."""
+unigram output bias (``unigram_init``) and wall-clock grids for evaluations, diagnostics and
+checkpoints (``eval_minutes``, ``diag_minutes``, ``ckpt_minutes``)."""
 
 import math
 import shutil
@@ -190,13 +191,29 @@ def test_unigram_init_sets_the_output_bias_to_log_frequencies():
 
 
 def test_eval_schedule_on_a_wall_clock_grid():
-    every_100 = run_eval.EvalSchedule(C.TrainConfig(eval_every=100), 0.0)
+    every_100 = run_eval.Schedule(C.TrainConfig(eval_every=100), 0.0)
     assert [k for k in range(1, 301) if every_100(k, 0.0)] == [100, 200, 300]
-    timed = run_eval.EvalSchedule(C.TrainConfig(eval_every=1, eval_minutes=0.5), 0.0)
+    timed = run_eval.Schedule(C.TrainConfig(eval_every=1, eval_minutes=0.5), 0.0)
     due = [t for t in (10.0, 29.9, 30.0, 31.0, 95.0, 100.0, 121.0) if timed(1, t)]
     assert due == [30.0, 95.0, 121.0]  # one evaluation per passed multiple of 30 s
-    resumed = run_eval.EvalSchedule(C.TrainConfig(eval_minutes=0.5), 70.0)
+    resumed = run_eval.Schedule(C.TrainConfig(eval_minutes=0.5), 70.0)
     assert not resumed(1, 80.0) and resumed(1, 90.0)
+    for what in ("diag", "ckpt"):  # the same grid, each on its own field
+        t = C.TrainConfig(**{f"{what}_every": 1, f"{what}_minutes": 0.5})
+        grid = run_eval.Schedule(t, 0.0, what)
+        assert [s for s in (10.0, 30.0, 31.0, 95.0) if grid(1, s)] == [30.0, 95.0]
+        evals = run_eval.Schedule(t, 0.0, "eval")  # still every 100 iterations
+        assert [k for k in (1, 100) if evals(k, 30.0)] == [100]
+
+
+def test_the_grids_are_train_flags():
+    from click.testing import CliRunner
+
+    from textgan.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    for flag in ("--eval-minutes", "--diag-minutes", "--ckpt-minutes"):
+        assert f"{flag} FLOAT Wall-clock minutes between" in text
 
 
 def _train_tiny(tmp_path, kind="gp", **train):
@@ -224,6 +241,56 @@ def test_a_run_evaluates_at_wall_clock_intervals(tmp_path):
     times = [r["time"] for r in evals[:-1]]
     grid = [math.floor(t / 0.06) for t in times]
     assert grid == sorted(set(grid))  # at most one evaluation per 0.06 s interval
+
+
+def test_diagnostics_and_checkpoints_follow_the_clock_whatever_an_iteration_costs(
+    tmp_path, monkeypatch
+):
+    """On minutes grids a run makes one diagnostics record and one checkpoint per grid interval
+    it passes, and a last one, however fast it iterates, although --diag-every 1 and
+    --ckpt-every 1 would give one per iteration. The run's clock is one that a hook advances by
+    an iteration's cost (0.5 s for a fast recipe, 4 s for a slow one), so that the counts do not
+    depend on this machine's speed."""
+    import types
+
+    clock = [0.0]
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    found = {}
+    for cost in (0.5, 4.0):
+        clock[0] = 0.0
+        run = tmp_path / f"cost-{cost}"
+        train = {
+            "iters": 10**6,
+            "batch_size": 8,
+            "critic_iters": 1,
+            "max_minutes": 1.0,
+            "eval_every": 10**6,
+            "eval_samples": 16,
+            "diag_every": 1,
+            "diag_minutes": 0.25,
+            "ckpt_every": 1,
+            "ckpt_minutes": 0.5,
+            "keep": 10**6,
+            "run_dir": str(run),
+        }
+        overrides = {
+            "corpus": {"corpus": "pydocs", "data_dir": str(tmp_path / "data")},
+            "model": {"dim": 8},
+            "train": train,
+        }
+        layers = C.layered_config("tiny", overrides=overrides)
+        config, prepared = T.resolve_run_config(layers, False)
+
+        def iterate(trainer, k, cost=cost):
+            clock[0] += cost
+
+        result = T.train(config, prepared, progress=False, hooks=[iterate])
+        diags = [d["iter"] for d in files.read_rows(run / rd.DIAGNOSTICS)]
+        ckpts = sorted(int(p.name.removeprefix("iter_")) for p in (run / "checkpoints").iterdir())
+        found[cost] = (result.iteration, diags, ckpts)
+    # Iteration k is reached at (k - 1) · cost seconds; grids of 15 s and 30 s, 60 s budget.
+    assert found[0.5] == (121, [31, 61, 91, 121], [61, 121])
+    assert found[4.0] == (16, [5, 9, 13, 16], [9, 16])
 
 
 def test_a_linearly_decayed_run_refuses_a_new_end_when_resumed(tmp_path):

@@ -440,6 +440,7 @@ def _compare_result():
     }
     run = {
         "status": "ok",
+        "seconds": 120.4,
         "iterations": 50,
         "iters_per_second": 8.25,
         "js4": 0.9,
@@ -459,7 +460,9 @@ def _compare_result():
         "floors": {"js4": 0.41},
         "runs": [
             {**run, "run": "a-s0", "recipe": "a", "seed": 0, "minutes_to_target": [0.5, None]},
-            {**run, "run": "a-s1", "recipe": "a", "seed": 1, "minutes_to_target": [1.0, 1.5]},
+            # stopped at its last iteration before the 2-minute budget
+            {**run, "run": "a-s1", "recipe": "a", "seed": 1, "minutes_to_target": [1.0, 1.5]}
+            | {"seconds": 90.0},
         ],
         "recipes": [
             {
@@ -480,7 +483,7 @@ def test_compare_markdown_is_the_expected_text():
 
     assert compare_markdown(_compare_result()) == (
         "# Time to quality\n\n"
-        "Corpus `pydocs`; 2 min of training per run, evaluated every 0.5 min on 317 samples; "
+        "Corpus `pydocs`; 1.5–2 min of training per run, evaluated every 0.5 min on 317 samples; "
         "seeds 0, 1; 2 run(s) at a time with 1 thread(s) each on CPU X (2 usable cores), "
         "Linux, torch 2.13.\n\n"
         "| recipe | min to ≤ 0.9 | min to ≤ 0.7 | final EMA JS-4 | iterations / s |\n"
@@ -525,6 +528,7 @@ def test_compare_two_recipes_side_by_side(tmp_path):
     assert json.loads((out / "study.json").read_text()) == result
     assert [r["run"] for r in result["runs"]] == ["base-s0", "narrow-s0"]
     assert result["machine"]["threads_per_run"] == 1 and result["machine"]["runs_at_once"] == 2
+    assert result["settings"]["diag_minutes"] == result["settings"]["ckpt_minutes"] == 0.05
     assert result["settings"]["recipes"] == {
         "base": "tiny",
         "narrow": "tiny:model.dim=16,train.critic_iters=2",
@@ -533,6 +537,8 @@ def test_compare_two_recipes_side_by_side(tmp_path):
         run = out / row["run"]
         config = json.loads((run / "config.json").read_text())
         assert config["train"]["max_minutes"] == 0.04 and config["train"]["eval_minutes"] == 0.01
+        # Diagnostics and checkpoints on a wall-clock grid too: every fifth evaluation interval.
+        assert config["train"]["diag_minutes"] == config["train"]["ckpt_minutes"] == 0.05
         assert config["train"]["eval_samples"] == 64
         assert (config["model"]["dim"] == 16) == (row["recipe"] == "narrow")
         evals = [r for r in read_rows(run / "metrics.jsonl") if "js1" in r]
@@ -594,6 +600,19 @@ def test_cli_compare_bad_inputs_are_one_line_exit_2(tmp_path):
         _assert_one_line_error(_cli(*base, *args, cwd=tmp_path), message)
 
 
+def test_iters_help_says_it_also_moves_a_linear_decay():
+    from click.testing import CliRunner
+
+    from textgan.cli import main
+
+    for command, base in (("compare", "recipe"), ("lipschitz", "preset")):
+        text = " ".join(CliRunner().invoke(main, ["study", command, "--help"]).output.split())
+        assert (
+            "--iters INTEGER Set every run's train.iters: it stops there if its budget lasts, "
+            f"and a --lr-decay linear {base}'s rate falls to 0 there [the {base}'s]."
+        ) in text
+
+
 def _study_copy(src, dst, **changes):
     """A second study folder: ``src``'s runs copied, its study.json changed by ``changes``
     (``section.key=value``)."""
@@ -626,20 +645,32 @@ def test_report_rebuilds_a_study_from_its_runs_as_they_are_now(tmp_path):
     later = {**[r for r in rows if "js1" in r][-1], "iter": step["iter"], "ema_js4": 0.05}
     step["time"] = later["time"] = 600.0
     metrics.write_text(metrics.read_text() + json.dumps(step) + "\n" + json.dumps(later) + "\n")
+    # It had been interrupted (Ctrl-C) and was resumed past its budget: ok now.
+    recorded = json.loads((study / "study.json").read_text())
+    recorded["runs"][0]["status"] = "interrupted before its budget"
+    (study / "study.json").write_text(json.dumps(recorded))
     result = rebuild_report([study], targets=[1.0, 0.1])
     assert json.loads((study / "study.json").read_text()) == result
     (row,) = result["runs"]
     assert row["run"] == "base-s0" and row["iterations"] == later["iter"]
     assert row["ema_js4"] == 0.05 and row["minutes_to_target"][1] == 10.0
-    assert result["settings"]["minutes"] == 10.0 and result["settings"]["targets"] == [1.0, 0.1]
-    assert (study / "study.md").read_text() == compare_markdown(result)
-    assert "| base-s0 | base | 0 | ok |" in (study / "study.md").read_text()
+    assert result["settings"]["minutes"] == 0.03 and result["settings"]["targets"] == [1.0, 0.1]
+    table = (study / "study.md").read_text()
+    assert table == compare_markdown(result) and "| base-s0 | base | 0 | ok |" in table
+    assert "; 10 min of training per run," in table  # the run as it is, not the budget
     # Another study of another recipe, measured alike: one table over both, runs by path.
     _study_copy(study, tmp_path / "other", settings__recipes={"wide": "tiny:model.dim=64"})
     other = json.loads((tmp_path / "other" / "study.json").read_text())
-    other["runs"][0]["recipe"] = "wide"
+    other["runs"][0].update(recipe="wide", status="interrupted before its budget")
     (tmp_path / "other" / "study.json").write_text(json.dumps(other))
+    # Its run was interrupted after 0.6 s of its 1.8 (and not resumed): it stays so.
+    cut = tmp_path / "other" / "base-s0" / "metrics.jsonl"
+    first = next(r for r in read_rows(cut) if "wasserstein" in r)
+    cut.write_text(json.dumps({**first, "time": 0.6}) + "\n")
     both = rebuild_report([study, tmp_path / "other"], tmp_path / "both")
+    statuses = [r["status"] for r in both["runs"]]
+    assert statuses == ["ok", "interrupted before its budget"]
+    assert "; 0.01–10 min of training per run," in compare_markdown(both)
     assert [r["run"] for r in both["runs"]] == ["../study/base-s0", "../other/base-s0"]
     assert [r["recipe"] for r in both["recipes"]] == ["base", "wide"]
     assert both["settings"]["recipes"] == {"base": "tiny", "wide": "tiny:model.dim=64"}

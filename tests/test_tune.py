@@ -97,12 +97,79 @@ def test_sampled_settings_have_the_fields_types_and_repeat_with_the_seed():
 # -- pieces of the loop ----------------------------------------------------------------------
 
 
-def test_steps_are_the_wall_clock_moments_evaluations_were_due():
+def test_steps_are_the_indices_of_the_wall_clock_grid():
     from textgan.studies.tune import step_of
 
-    assert [step_of(t, 60.0, 300.0) for t in (60.2, 121.9, 180.0, 299.9)] == [60, 120, 180, 240]
-    assert step_of(300.4, 60.0, 300.0) == 300  # the last evaluation, at the budget
-    assert step_of(0.61, 0.6, 2.4) == 1 and step_of(2.45, 0.6, 2.4) == 2
+    assert [step_of(t, 60.0, 300.0) for t in (60.2, 121.9, 180.0, 299.9)] == [1, 2, 3, 4]
+    assert step_of(300.4, 60.0, 300.0) == 5  # the last evaluation, at the budget
+    assert step_of(131.0, 60.0, 130.0) == 3  # a budget between grid points: rounded up
+    # A sub-second grid: each evaluation its own step (whole seconds merged them in pairs).
+    assert [step_of(t, 0.6, 2.4) for t in (0.61, 1.2, 1.81, 2.45)] == [1, 2, 3, 4]
+
+
+def _tuners(tmp_path, study, n):
+    """``n`` Tuners on one study, as ``n`` tune processes sharing it (heartbeat 1 s)."""
+    from textgan.studies.tune import Tuner
+
+    lines = []
+    return [Tuner(_config(tmp_path, 2), study, [], tmp_path, lines.append) for _ in range(n)], lines
+
+
+def test_a_pruned_trial_beats_while_its_run_stops(tmp_path):
+    """A pruned trial's run may take a while to save and exit: its heartbeat goes on, so that
+    another process sharing the study does not fail it meanwhile; it ends pruned."""
+    import threading
+
+    from textgan.studies.runs import Child
+
+    pruner = optuna.pruners.ThresholdPruner(upper=0.0)  # gives up on every value
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), pruner=pruner)
+    (here, there), _ = _tuners(tmp_path, study, 2)
+    trial = study.ask()
+    trial.set_user_attr("heartbeat", time.time())
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(json.dumps({"iter": 9, "time": 0.7, "js1": 0.5, "ema_js4": 0.9}) + "\n")
+    # A run that needs 5 s to stop after SIGTERM, longer than the 3 s a silent trial is given.
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(5)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    here.children[trial.number] = child = Child("trial-0000", proc, tmp_path / "trial.log")
+    done = threading.Event()
+
+    def other_process():
+        while not done.wait(0.2):
+            there._fail_stale()
+
+    watcher = threading.Thread(target=other_process)
+    watcher.start()
+    try:
+        end = here._follow(trial, child, metrics)
+        here._finish(trial, *end)
+    finally:
+        done.set()
+        watcher.join()
+        proc.stdout.close()
+    assert end == ("pruned", 0.9, "pruned at evaluation 1, 1 s") and proc.returncode == 0
+    (told,) = study.get_trials()
+    assert told.state.name == "PRUNED" and told.intermediate_values == {1: 0.9}
+
+
+def test_a_trial_another_process_failed_meanwhile_is_left_as_it_is(tmp_path):
+    """Telling a trial's end after another process failed it (its heartbeat had stopped) raised
+    and ended the whole tune process; now it is reported and the trial stays failed."""
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    (tuner,), lines = _tuners(tmp_path, study, 1)
+    for end, value in (("pruned", 0.9), ("complete", 0.8), ("failed", None)):
+        trial = study.ask()
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # by the other process
+        tuner._finish(trial, end, value, "why")
+        last = study.get_trials()[-1]
+        assert last.state.name == "FAIL" and last.user_attrs == {}
+        assert lines[-1] == f"tune: trial {trial.number} failed by another process (no heartbeat)"
+    assert tuner.failures_in_row == 0
 
 
 def test_new_rows_are_read_whole_lines_only(tmp_path):
@@ -195,8 +262,8 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
         reported = {}  # each evaluation at the moment it was due, the first one per step
         for e in evals:
             reported.setdefault(step_of(e["time"], 60 * EVAL_MINUTES, 60 * MINUTES), e["ema_js4"])
-        assert t.intermediate_values == reported
-        assert max(t.intermediate_values) == round(60 * MINUTES)
+        assert t.intermediate_values == reported and len(reported) == len(evals)
+        assert max(t.intermediate_values) == round(MINUTES / EVAL_MINUTES)  # the budget's step
     best = min(trials[1:], key=lambda t: t.value)
     assert result["best"]["trial"] == best.number
     written = json.loads((out / "best.json").read_text())

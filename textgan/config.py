@@ -128,7 +128,21 @@ class TrainConfig:
     diag_every: int = setting(
         100, "Iterations between critic diagnostics (and the last).", minimum=1, resumable=True
     )
+    # Work scheduled by iterations takes more of a wall-clock budget from a recipe with cheap
+    # iterations: studies and tune put diagnostics and checkpoints on wall-clock grids too.
+    diag_minutes: float | None = setting(
+        None,
+        "Wall-clock minutes between critic diagnostics, instead of --diag-every.",
+        positive=True,
+        resumable=True,
+    )
     ckpt_every: int = setting(1000, "Iterations between checkpoints.", minimum=1, resumable=True)
+    ckpt_minutes: float | None = setting(
+        None,
+        "Wall-clock minutes between checkpoints (and their figures), instead of --ckpt-every.",
+        positive=True,
+        resumable=True,
+    )
     keep: int = setting(3, "Checkpoints kept.", minimum=1, resumable=True)
     max_minutes: float | None = setting(
         None, "Stop (evaluated, saved) after this many minutes.", positive=True, resumable=True

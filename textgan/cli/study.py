@@ -14,6 +14,12 @@ from textgan.cli.options import seed_option
 from textgan.errors import UserError
 from textgan.studies.recipes import LIPSCHITZ_PRESET
 
+# Not only a cap: a linear decay follows --iters, wherever the budget stops the run.
+ITERS_HELP = (
+    "Set every run's train.iters: it stops there if its budget lasts, and a --lr-decay linear "
+    "{0}'s rate falls to 0 there [the {0}'s]."
+)
+
 
 def _echo(line: str) -> None:
     click.echo(line, err=True)
@@ -63,7 +69,7 @@ def _shared_options(command: click.Command) -> click.Command:
     help="EMA JS-4 values to report the minutes to.",
 )
 @click.option("--parallel", type=int, default=1, show_default=True, help="Runs at a time.")
-@click.option("--iters", type=int, help="Also stop each run at this iteration [the recipe's].")
+@click.option("--iters", type=int, help=ITERS_HELP.format("recipe"))
 @click.option("--out", help="Study folder (must be new or empty) [runs/study-compare-<time>].")
 @_shared_options
 @click.option("--progress/--no-progress", default=True, help="Show progress while preparing.")
@@ -141,7 +147,7 @@ def study_report(
     help="Comma-separated constraints, one run each.",
 )
 @click.option("--out", help="Study folder (must be new or empty) [runs/study-lipschitz-<time>].")
-@click.option("--iters", type=int, help="Also stop each run at this iteration [the preset's].")
+@click.option("--iters", type=int, help=ITERS_HELP.format("preset"))
 @click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
 @click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
 @seed_option("Seed shared by all runs.")
@@ -240,10 +246,11 @@ def study_lipschitz(
 def tune(**options: Any) -> int:
     """Search run settings with Optuna: the objective is EMA JS-4 after --minutes of training.
 
-    Each trial is an ordinary run OUT/trial-<n>/; its evaluations are reported against elapsed
-    seconds so that the pruner stops hopeless ones. Rerun the same command to continue the
-    study; start it on several machines with one --storage to share it. Prints the best
-    recipe as a --config file (also written to OUT/best.json).
+    Each trial is an ordinary run OUT/trial-<n>/; its evaluations are reported at their index
+    on the wall-clock grid (k: after k × --eval-minutes) so that the pruner stops hopeless
+    ones. Rerun the same command to continue the study; start it on several machines with one
+    --storage to share it. Prints the best recipe as a --config file (also written to
+    OUT/best.json).
     """
     try:
         import optuna

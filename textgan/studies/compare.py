@@ -37,7 +37,7 @@ from textgan.errors import UserError
 from textgan.files import atomic_write_text, disk_error, read_rows, write_json
 from textgan.files.rundir import METRICS
 from textgan.nn.lipschitz import CONSTRAINTS
-from textgan.studies.recipes import LIPSCHITZ_PRESET, Layers, Recipe, merge
+from textgan.studies.recipes import LIPSCHITZ_PRESET, Layers, Recipe, clock_fields, merge
 from textgan.studies.report import (
     check_targets,
     compare_markdown,
@@ -164,8 +164,7 @@ def _compare_layers(cfg: CompareConfig, recipe: Recipe, seed: int, run_dir: Path
     train = {
         "seed": seed,
         "device": cfg.device,
-        "max_minutes": cfg.minutes,
-        "eval_minutes": cfg.interval,
+        **clock_fields(cfg.minutes, cfg.interval),
         "eval_samples": cfg.eval_samples,
         "run_dir": str(run_dir),
     }
@@ -220,6 +219,8 @@ def compare_study(
             "seeds": list(cfg.seeds),
             "minutes": cfg.minutes,
             "eval_minutes": cfg.interval,
+            "diag_minutes": runs[0].config.train.diag_minutes,
+            "ckpt_minutes": runs[0].config.train.ckpt_minutes,
             "targets": list(cfg.targets),
             "eval_samples": runs[0].config.train.eval_samples,
             "device": cfg.device,

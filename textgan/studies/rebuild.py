@@ -3,10 +3,11 @@
 A study's table is written when its runs stop. Runs change after that: one is resumed for more
 minutes (``textgan train --resume RUN --max-minutes M`` keeps the run's wall clock), or a second
 study trains another recipe under the same conditions. ``rebuild_report`` rereads the runs of one
-or more ``textgan study compare`` folders, with their recipes, seeds and statuses from each
-``study.json``, and writes one ``study.json``/``study.md``/figure over all of them, with new
-targets if asked. It refuses studies that were not measured alike (corpus, evaluation grid and
-samples, CPU, threads per run) and a recipe name that means two different recipes.
+or more ``textgan study compare`` folders, with their recipes and seeds from each ``study.json``
+and each run's status as it is now, and writes one ``study.json``/``study.md``/figure over all
+of them, with new targets if asked. It refuses studies that were not measured alike (corpus,
+evaluation, diagnostics and checkpoint grids, samples, CPU, threads per run) and a recipe name
+that means two different recipes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from textgan.studies.compare import check_new_folder, make_folder, write_report
 from textgan.studies.report import check_targets, compare_recipes, compare_run, floors
 
 # What two studies must share for their runs to sit in one table.
-SAME_SETTINGS = ("corpus", "eval_minutes", "eval_samples", "device")
+SAME_SETTINGS = ("corpus", "eval_minutes", "diag_minutes", "ckpt_minutes", "eval_samples", "device")
 SAME_MACHINE = ("cpu", "threads_per_run", "torch")
 
 
@@ -61,6 +62,15 @@ def _recipes(studies: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, str]:
                     "a report cannot merge two recipes under one name"
                 )
     return recipes
+
+
+def status_now(run_dir: Path, row: dict[str, Any], recorded: str, budget: float) -> str:
+    """A run's status as it is now: ``ok`` once it has trained its study's budget (``budget``
+    minutes) or its last iteration, as a resumed run may have since; else the one recorded."""
+    config = run_dir / "config.json"  # absent when the run failed before it started
+    iters = read_json(config, "run config")["train"]["iters"] if config.is_file() else None
+    finished = iters is not None and row["iterations"] >= iters
+    return "ok" if finished or (row["seconds"] or 0.0) >= 60 * budget else recorded
 
 
 def _runs_at_once(studies: Sequence[tuple[Path, dict[str, Any]]]) -> int | str:
@@ -109,11 +119,10 @@ def rebuild_report(
         for run in (r for r in study["runs"] if r["recipe"] in kept):
             run_dir = folder / run["run"]
             row = compare_run(run_dir, run["recipe"], run["seed"], run["status"], targets)
+            row["status"] = status_now(run_dir, row, run["status"], study["settings"]["minutes"])
             row["run"] = run["run"] if folder == out else os.path.relpath(run_dir, out)
             rows.append(row)
             run_dirs.append(run_dir)
-    seconds = [row["seconds"] for row in rows if row["seconds"] is not None]
-    budget = max([s["settings"]["minutes"] for _, s in studies] + [t / 60 for t in seconds])
     result = {
         **first,
         "out": str(out),
@@ -121,7 +130,7 @@ def rebuild_report(
             **first["settings"],
             "recipes": kept,
             "seeds": sorted({row["seed"] for row in rows}),
-            "minutes": round(budget, 1),
+            "minutes": max(study["settings"]["minutes"] for _, study in studies),
             "targets": targets,
         },
         "machine": {**first["machine"], "runs_at_once": _runs_at_once(studies)},

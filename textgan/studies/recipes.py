@@ -32,10 +32,37 @@ Layers = dict[str, dict[str, Any]]
 # Fields a time-to-quality study sets for every run: what makes the runs comparable.
 STUDY_FIELDS = {
     "corpus": ("corpus", "data_dir"),
-    "train": ("seed", "max_minutes", "eval_minutes", "eval_samples", "device", "run_dir", "name"),
+    "train": (
+        "seed",
+        "max_minutes",
+        "eval_minutes",
+        "diag_minutes",
+        "ckpt_minutes",
+        "eval_samples",
+        "device",
+        "run_dir",
+        "name",
+    ),
 }
 # The Lipschitz study's default preset: the recipe its comparison in docs/lipschitz.md ran with.
 LIPSCHITZ_PRESET = "small-v1"
+# Critic diagnostics and checkpoints (with their figures) every this many evaluation intervals:
+# on a wall-clock grid, so that what they cost does not grow with a recipe's iteration rate, and
+# seldom, since time to quality needs neither.
+BOOKKEEPING_EVALS = 5
+
+
+def clock_fields(minutes: float, eval_minutes: float) -> dict[str, float]:
+    """The train fields that give a study's runs one wall-clock budget and schedule."""
+    every = BOOKKEEPING_EVALS * eval_minutes
+    return {
+        "max_minutes": minutes,
+        "eval_minutes": eval_minutes,
+        "diag_minutes": every,
+        "ckpt_minutes": every,
+    }
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

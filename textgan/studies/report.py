@@ -176,6 +176,16 @@ def _row(cells: Sequence[str]) -> str:
     return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
 
 
+def _run_minutes(result: dict[str, Any]) -> str:
+    """How long the runs trained, from their logs (``24–40``): a run may stop at its last
+    iteration before the budget, or go on after it when resumed; the budget before any logged."""
+    minutes = sorted(r["seconds"] / 60 for r in result["runs"] if r.get("seconds") is not None)
+    if not minutes:
+        return f"{result['settings']['minutes']:g}"
+    low, high = (f"{round(m, 1):g}" if m >= 1 else f"{m:.2g}" for m in (minutes[0], minutes[-1]))
+    return low if low == high else f"{low}–{high}"
+
+
 def compare_markdown(result: dict[str, Any]) -> str:
     """The study as markdown: per recipe (mean and range over seeds), then per run."""
     s, m = result["settings"], result["machine"]
@@ -185,7 +195,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Time to quality",
         "",
-        f"Corpus `{s['corpus']}`; {s['minutes']:g} min of training per run, evaluated every "
+        f"Corpus `{s['corpus']}`; {_run_minutes(result)} min of training per run, evaluated every "
         f"{s['eval_minutes']:g} min on {s['eval_samples']} samples; seeds "
         f"{', '.join(map(str, s['seeds']))}; {m['runs_at_once']} run(s) at a time with "
         f"{m['threads_per_run']} thread(s) each on {m['cpu']} ({m['usable_cores']} usable "

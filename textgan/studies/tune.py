@@ -2,10 +2,11 @@
 
 The objective is the EMA JS-4 at a wall-clock budget. Every trial is a ``textgan train`` child
 process (``textgan.studies.runs``) whose ``metrics.jsonl`` this process follows: each evaluation is
-reported to Optuna against the run's elapsed seconds, and a trial the pruner gives up on is
-stopped there. A run that diverges is pruned; one that crashes or is killed is failed. The
-study lives in a storage (a SQLite file in the study folder by default), so a rerun of the same
-command continues it, and several ``tune`` processes, on one machine or many, share one study::
+reported to Optuna at its index on the wall-clock evaluation grid, and a trial the pruner gives
+up on is stopped there (its heartbeat going on while its run saves and exits). A run that
+diverges is pruned; one that crashes or is killed is failed. The study lives in a storage (a
+SQLite file in the study folder by default), so a rerun of the same command continues it, and
+several ``tune`` processes, on one machine or many, share one study::
 
     OUT/optuna.db           the study (unless --storage names another)
     OUT/trial-<number>/     one ordinary run directory per trial of this machine
@@ -25,6 +26,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from typing import Any
 from textgan.errors import UserError
 from textgan.files import disk_error, write_json
 from textgan.files.rundir import METRICS
-from textgan.studies.recipes import Layers, merge, parse_recipe
+from textgan.studies.recipes import Layers, clock_fields, merge, parse_recipe
 from textgan.studies.report import quality
 from textgan.studies.runs import (
     LOGS,
@@ -101,8 +103,7 @@ class TuneConfig:
         """What every trial shares, over the recipe and the sampled settings."""
         train = {
             "seed": self.seed,
-            "max_minutes": self.minutes,
-            "eval_minutes": self.interval,
+            **clock_fields(self.minutes, self.interval),
             "eval_samples": self.eval_samples,
         }
         return {"corpus": {"corpus": self.corpus, "data_dir": self.data_dir}, "train": train}
@@ -118,12 +119,12 @@ class TuneConfig:
 
 
 def step_of(seconds: float, interval_s: float, budget_s: float) -> int:
-    """The intermediate step of an evaluation at ``seconds``: the wall-clock moment it was due
-    (a multiple of the interval, or the budget for the last one), so that every trial reports
-    at the same steps and the pruner compares like with like."""
+    """The intermediate step of an evaluation at ``seconds``: its index on the wall-clock grid
+    (k once k intervals had passed; for the last one the budget's, rounded up), so that every
+    trial reports at the same steps and the pruner compares like with like."""
     if seconds >= budget_s:
-        return round(budget_s)
-    return round(math.floor(seconds / interval_s + 1e-9) * interval_s)
+        return math.ceil(budget_s / interval_s - 1e-9)
+    return math.floor(seconds / interval_s + 1e-9)
 
 
 class Tuner:
@@ -246,17 +247,23 @@ class Tuner:
                         trial.report(value, step)
                         last_step = step
                         if trial.should_prune():
-                            stop_child(child)
-                            return "pruned", value, f"pruned at {step} s"
+                            # Its heartbeat goes on while the run saves and stops.
+                            stop_child(child, lambda: self._beat(trial), self.cfg.heartbeat)
+                            when = f"evaluation {step}, {row['time']:.0f} s"
+                            return "pruned", value, f"pruned at {when}"
                 if code is not None:
                     return self._ended(child, code, value)
                 if time.monotonic() - beat >= self.cfg.heartbeat:
-                    trial.set_user_attr("heartbeat", time.time())
+                    self._beat(trial)
                     beat = time.monotonic()
                 time.sleep(POLL_S)
         except UpdateFinishedTrialError:  # failed by another process that saw no heartbeat
             stop_child(child)
             return "gone", None, "failed by another process (no heartbeat)"
+
+    @staticmethod
+    def _beat(trial: Any) -> None:
+        trial.set_user_attr("heartbeat", time.time())
 
     def _ended(self, child: Child, code: int, value: float | None) -> tuple[str, float | None, str]:
         line = last_line(child.log)
@@ -273,19 +280,10 @@ class Tuner:
         return "failed", value, f"{line or f'exit status {code}'} (see {child.log})"
 
     def _finish(self, trial: Any, end: str, value: float | None, why: str) -> None:
-        """Tell the study how the trial ended."""
-        from optuna.trial import TrialState
-
-        if end == "gone":
-            self.echo(f"tune: trial {trial.number} {why}")
+        """Tell the study how the trial ended, unless another process failed it meanwhile."""
+        if end == "gone" or not self._tell(trial, end, value, why):
+            self.echo(f"tune: trial {trial.number} failed by another process (no heartbeat)")
             return
-        if why:
-            trial.set_user_attr("error" if end == "failed" else "pruned", why)
-        if end == "complete":
-            self.study.tell(trial, value)
-        else:
-            state = TrialState.PRUNED if end == "pruned" else TrialState.FAIL
-            self.study.tell(trial, state=state)
         with self.lock:
             failed = end == "failed" and not self.stop
             self.failures_in_row = self.failures_in_row + 1 if failed else 0
@@ -295,6 +293,21 @@ class Tuner:
                 )
         shown = f"EMA JS-4 {value:.3f}" if value is not None else "no evaluation"
         self.echo(f"tune: trial {trial.number} {end}: {shown}{f' ({why})' if why else ''}")
+
+    def _tell(self, trial: Any, end: str, value: float | None, why: str) -> bool:
+        """Record the trial's end; False when another process had failed it already."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        state = TrialState.FAIL if end == "failed" else TrialState[end.upper()]
+        try:
+            if why:
+                trial.set_user_attr("error" if end == "failed" else "pruned", why)
+            done = value if end == "complete" else None
+            told = self.study.tell(trial, done, state=state, skip_if_finished=True)
+        except UpdateFinishedTrialError:  # failed between the check and the write
+            return False
+        return told.state == state
 
 
 def _show(value: Any) -> str:
@@ -321,17 +334,22 @@ def read_new_rows(path: Path, offset: int) -> tuple[list[dict], int]:
     return rows, offset + end
 
 
-def stop_child(child: Child) -> None:
-    """Stop a trial's run: SIGTERM (it saves a checkpoint and exits), then SIGKILL if it hangs."""
+def stop_child(child: Child, beat: Callable[[], None] = lambda: None, every: float = 1.0) -> None:
+    """Stop a trial's run: SIGTERM (it saves a checkpoint and exits), then SIGKILL if it hangs;
+    ``beat`` is called every ``every`` seconds of the wait."""
     import subprocess
 
     if child.proc.poll() is None:
         child.proc.send_signal(signal.SIGTERM)
-        try:
-            child.proc.wait(timeout=STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            child.proc.kill()
-            child.proc.wait()
+        deadline = time.monotonic() + STOP_WAIT_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                child.proc.wait(timeout=min(every, left))
+                return
+            except subprocess.TimeoutExpired:
+                beat()
+        child.proc.kill()
+        child.proc.wait()
 
 
 def best_config(study: Any, tuner: Tuner) -> tuple[Any, Layers] | None:

@@ -1,6 +1,6 @@
-"""A run's evaluations: when they are due (every N iterations or on a wall-clock grid), the
-argmax samples they score (from noise seeded by the run) and the JS of the raw and averaged
-generator against the held-out text."""
+"""A run's evaluations: when they are due (every N iterations or on a wall-clock grid, as are
+diagnostics and checkpoints), the argmax samples they score (from noise seeded by the run) and
+the JS of the raw and averaged generator against the held-out text."""
 
 from __future__ import annotations
 
@@ -49,14 +49,15 @@ def argmax_ids(generator: torch.nn.Module, config: RunConfig, device: torch.devi
     )
 
 
-class EvalSchedule:
-    """When to evaluate: every ``eval_every`` iterations, or with ``eval_minutes`` whenever the
-    run's wall-clock time passes the next multiple of it (a resumed run keeps the grid)."""
+class Schedule:
+    """When a run's periodic work (``what``: ``eval``, ``diag`` or ``ckpt``) is due: every
+    ``<what>_every`` iterations, or with ``<what>_minutes`` whenever the run's wall-clock time
+    passes the next multiple of it (a resumed run keeps the grid)."""
 
-    def __init__(self, t: TrainConfig, elapsed: float) -> None:
-        self.every, self.interval = t.eval_every, None
-        if t.eval_minutes is not None:
-            self.interval = 60.0 * t.eval_minutes
+    def __init__(self, t: TrainConfig, elapsed: float, what: str = "eval") -> None:
+        self.every, minutes = getattr(t, f"{what}_every"), getattr(t, f"{what}_minutes")
+        self.interval = None if minutes is None else 60.0 * minutes
+        if self.interval is not None:
             self.next = (math.floor(elapsed / self.interval) + 1) * self.interval
 
     def __call__(self, iteration: int, elapsed: float) -> bool:

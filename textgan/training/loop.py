@@ -6,6 +6,8 @@ steps that measured it), ``gen_loss`` over its generator steps. Evaluation rows 
 ``eval_every`` iterations, or every ``eval_minutes`` of wall-clock time, and at the end; ``time``
 is when the evaluated weights were reached) hold JS-1..4 of ``eval_samples`` argmax samples with the
 real-vs-real floor at the same N, and ``ema_js1..4`` of the EMA generator's when EMA is on.
+Diagnostics and checkpoints likewise follow iterations or, with ``diag_minutes`` and
+``ckpt_minutes``, the wall clock.
 
 All file output goes through ``RunOutput`` (``textgan.training.output``), silent on every process
 but rank 0, which holds the run folder's one-writer lock from before its first write to the end.
@@ -48,7 +50,7 @@ from textgan.nn import memory
 from textgan.nn.lipschitz import check_critic_norm, check_penalty_every
 from textgan.nn.networks import count_parameters
 from textgan.training import distributed
-from textgan.training.evaluation import EvalSchedule, evaluate, make_evaluator
+from textgan.training.evaluation import Schedule, evaluate, make_evaluator
 from textgan.training.output import RunOutput, StopFlag
 from textgan.training.trainer import Trainer, nonfinite
 from textgan.vocab import Vocab
@@ -358,38 +360,37 @@ def _loop(
         output.plots()
         return path
 
-    due = EvalSchedule(t, elapsed())
+    due_eval, due_diag, due_ckpt = (Schedule(t, base_elapsed, w) for w in ("eval", "diag", "ckpt"))
     with StopFlag(output) as stop, bar:
         budget = math.inf if t.max_minutes is None else 60.0 * t.max_minutes
         out_of_time, stopped = False, None
         while trainer.iteration < t.iters and stopped is None and not out_of_time:
             trainer.step()
             k = trainer.iteration
-            late = time.perf_counter() - started >= budget
-            out_of_time = _agree_after_step(trainer, late, last_ckpt)
+            now = _agree_after_step(trainer, elapsed(), last_ckpt)
+            out_of_time = now - base_elapsed >= budget
             last = k == t.iters or out_of_time
             if k % t.log_every == 0 or last:
                 means = meter.means()
                 if nonfinite(means):
                     _diverged(k, means, last_ckpt)
-                output.rows([{"iter": k, "time": round(elapsed(), 3), **means}])
+                output.rows([{"iter": k, "time": round(now, 3), **means}])
                 meter.reset()
                 postfix["W"] = f"{means['wasserstein']:.3f}"
-            now = elapsed()
-            if evaluator is not None and (due(k, now) or last):
+            if evaluator is not None and (due_eval(k, now) or last):
                 # Stamped with the time the evaluated weights were reached, not its own end.
                 scores, ids = evaluate(trainer, evaluator, config)
                 last_eval = {"iter": k, "time": round(now, 3), **scores}
                 output.rows([last_eval])
                 output.samples(k, samples_to_text(ids, prepared.vocab))
                 postfix["JS4"] = f"{last_eval.get('js4', float('nan')):.3f}"
-            if k % t.diag_every == 0 or last:
+            if due_diag(k, now) or last:
                 output.diagnostics(trainer, k)
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             for hook in hooks:
                 hook(trainer, k)
-            if k % t.ckpt_every == 0 or last:
+            if due_ckpt(k, now) or last:
                 last_ckpt = save() or last_ckpt
             # A signal reaches the ranks at different moments: they stop at the same iteration.
             stopped = stop.signal = distributed.agree_signal(stop.signal)
@@ -406,15 +407,17 @@ def _loop(
     return result
 
 
-def _agree_after_step(trainer: Trainer, out_of_time: bool, last_ckpt: Path | None) -> bool:
-    """Whether any rank ran out of time; with several ranks, weights that stopped being finite
-    on any of them stop them all here (one rank alone never takes another step)."""
+def _agree_after_step(trainer: Trainer, now: float, last_ckpt: Path | None) -> float:
+    """The run's wall-clock time after this step, the latest rank's on every rank: a budget one
+    rank has spent ends them all, and they checkpoint on a wall-clock grid together. With
+    several ranks, weights that stopped being finite on any of them stop them all here (one
+    rank alone never takes another step)."""
     if trainer.world == 1:
-        return out_of_time
-    late, bad = distributed.agree_max([out_of_time, not trainer.params_finite()])
+        return now
+    latest, bad = distributed.agree_max([now, not trainer.params_finite()])
     if bad:
         _diverged(trainer.iteration, {}, last_ckpt)
-    return bool(late)
+    return latest
 
 
 def _diverged(k: int, means: Mapping[str, float], last_ckpt: Path | None) -> None:
