@@ -4,8 +4,9 @@
 the critic statistics over its ``log_every · critic_iters`` critic steps (``grad_norm`` over the
 steps that measured it), ``gen_loss`` over its generator steps. Evaluation rows (every
 ``eval_every`` iterations, or every ``eval_minutes`` of wall-clock time, and at the end; ``time``
-is when the evaluated weights were reached) hold JS-1..4 of ``eval_samples`` argmax samples with the
-real-vs-real floor at the same N, and ``ema_js1..4`` of the EMA generator's when EMA is on.
+is when the evaluated weights were reached) hold the metrics of ``eval_samples`` argmax samples
+(``textgan.run_eval``) with the real-vs-real floor at the same N, and ``ema_<key>`` of the EMA
+generator's when EMA is on.
 
 All file output goes through ``RunOutput`` (``textgan.run_output``), silent on every process but
 rank 0, which holds the run folder's one-writer lock from before its first write to the end.
