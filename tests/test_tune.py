@@ -19,6 +19,8 @@ SPACE = {
     "train.lr_gen": {"low": 1e-4, "high": 3e-3, "log": True},
 }
 MINUTES, EVAL_MINUTES = 0.04, 0.01  # 2.4 s of training per trial, evaluated every 0.6 s
+# A trial's user attributes from its last evaluation (the EMA generator's values).
+ATTRIBUTES = ("js4", "heldout_js4", "copy_rate", "unique_rate")
 
 
 def _base(preset="tiny", **train):
@@ -140,7 +142,7 @@ def test_a_study_with_other_settings_is_refused():
 # -- whole studies ---------------------------------------------------------------------------
 
 
-def _config(tmp_path, trials, **kwargs):
+def _config(tmp_path, trials, eval_samples=64, **kwargs):
     from textgan.tune import TuneConfig
 
     space = tmp_path / "space.json"
@@ -154,7 +156,7 @@ def _config(tmp_path, trials, **kwargs):
         eval_minutes=EVAL_MINUTES,
         device="cpu",
         threads=1,
-        eval_samples=64,
+        eval_samples=eval_samples,
         data_dir=str(tmp_path / "data"),
         heartbeat=1.0,
         **kwargs,
@@ -197,6 +199,9 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
             reported.setdefault(step_of(e["time"], 60 * EVAL_MINUTES, 60 * MINUTES), e["ema_js4"])
         assert t.intermediate_values == reported
         assert max(t.intermediate_values) == round(60 * MINUTES)
+        assert {k: t.user_attrs[k] for k in ATTRIBUTES} == {
+            k: evals[-1][f"ema_{k}"] for k in ATTRIBUTES
+        }
     best = min(trials[1:], key=lambda t: t.value)
     assert result["best"]["trial"] == best.number
     written = json.loads((out / "best.json").read_text())
@@ -234,6 +239,31 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
     for key, value in result["best"]["params"].items():
         section, name = key.split(".")
         assert config[section][name] == value
+
+
+def test_a_heldout_objective_is_the_js_against_heldout_lines(tmp_path):
+    from textgan import tune
+    from textgan.tune import step_of
+
+    out, lines = tmp_path / "tune", []
+    result = tune.run_tune(_config(tmp_path, 1, reference="heldout"), out, echo=lines.append)
+    (trial,) = _trials(out)
+    evals = [r for r in _rows(out / "trial-0000") if "js1" in r]
+    assert trial.value == result["best"]["value"] == evals[-1]["ema_heldout_js4"]
+    assert trial.value != evals[-1]["ema_js4"]
+    reported = {}
+    for e in evals:
+        reported.setdefault(step_of(e["time"], 60 * EVAL_MINUTES, 60 * MINUTES), e)
+    assert trial.intermediate_values == {s: e["ema_heldout_js4"] for s, e in reported.items()}
+    assert {k: trial.user_attrs[k] for k in ATTRIBUTES} == {
+        k: evals[-1][f"ema_{k}"] for k in ATTRIBUTES
+    }
+    assert f"tune: trial 0 complete: EMA held-out JS-4 {trial.value:.3f}" in lines
+    # The objective is part of what the study was started with.
+    with pytest.raises(UserError, match=r"started with other settings \(reference\)"):
+        tune.run_tune(_config(tmp_path, 2), out, echo=lines.append)
+    with pytest.raises(UserError, match="holds out 317: use --eval-samples 158 or fewer"):
+        tune.run_tune(_config(tmp_path, 1, reference="heldout", eval_samples=317), tmp_path / "x")
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -38,6 +38,8 @@ from textgan.lipschitz import CONSTRAINTS
 from textgan.rundir import METRICS
 from textgan.study_recipes import Recipe, merge
 from textgan.study_report import (
+    check_heldout_left,
+    check_reference,
     check_targets,
     compare_markdown,
     compare_recipes,
@@ -97,6 +99,7 @@ class CompareConfig:
     eval_samples: int = 640
     data_dir: str = "data"
     iters: int | None = None  # a cap on iterations besides the budget (None: the recipe's)
+    reference: str = "train"  # what quality's JS-4 is against (textgan.study_report)
 
     @property
     def interval(self) -> float:
@@ -117,6 +120,7 @@ class CompareConfig:
         if any(seed < 0 for seed in self.seeds):
             raise UserError(f"--seeds must be non-negative integers, got {self.seeds}")
         check_targets(self.targets)
+        check_reference(self.reference)
         for flag, value in (("--parallel", self.parallel), ("--threads", self.threads)):
             if value is not None and value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")
@@ -198,11 +202,13 @@ def compare_study(
         for r, seed in order
     ]
     runs = plan_runs(named, progress)
+    first = runs[0]
+    check_heldout_left(cfg.reference, first.config.train.eval_samples, len(first.prepared.heldout))
     make_folder(out)
     threads = cfg.threads_per_run
     statuses, stopped_by = train_children(runs, [cfg.device] * cfg.parallel, threads, out, echo)
     rows = [
-        compare_run(out / name, r.name, seed, statuses[name], cfg.targets)
+        compare_run(out / name, r.name, seed, statuses[name], cfg.targets, cfg.reference)
         for (name, _), (r, seed) in zip(named, order, strict=True)
         if name in statuses
     ]
@@ -220,6 +226,7 @@ def compare_study(
             "eval_samples": runs[0].config.train.eval_samples,
             "device": cfg.device,
             "iters": cfg.iters,
+            "reference": cfg.reference,
         },
         "machine": machine(threads, cfg.parallel),
         "ema": all(r.config.train.ema_decay > 0 for r in runs),

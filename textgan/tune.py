@@ -12,6 +12,9 @@ command continues it, and several ``tune`` processes, on one machine or many, sh
     OUT/logs/               each trial's config and stderr
     OUT/best.json           the best trial's recipe in the --config format
 
+The JS-4 is against ``reference`` (``textgan.study_report``); each evaluation also sets the
+trial's user attributes ``js4``, ``heldout_js4``, ``copy_rate`` and ``unique_rate``.
+
 ``--trials N`` counts finished (complete or pruned) trials of the whole study. A running trial
 writes a heartbeat every ``heartbeat`` seconds into its user attributes; one silent for three
 times that is failed by any ``tune`` process sharing the study, so a killed process does not
@@ -33,7 +36,13 @@ from textgan.errors import UserError
 from textgan.files import disk_error, write_json
 from textgan.rundir import METRICS
 from textgan.study_recipes import Layers, merge, parse_recipe
-from textgan.study_report import quality
+from textgan.study_report import (
+    check_heldout_left,
+    check_reference,
+    generator_values,
+    quality,
+    quality_name,
+)
 from textgan.study_runs import (
     LOGS,
     Child,
@@ -76,6 +85,7 @@ class TuneConfig:
     eval_samples: int = 640
     data_dir: str = "data"
     heartbeat: float = 10.0
+    reference: str = "train"  # what the objective's JS-4 is against (textgan.study_report)
 
     @property
     def interval(self) -> float:
@@ -96,6 +106,7 @@ class TuneConfig:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
         if self.pruner not in PRUNERS:
             raise UserError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        check_reference(self.reference)
 
     def study_layer(self) -> Layers:
         """What every trial shares, over the recipe and the sampled settings."""
@@ -110,10 +121,13 @@ class TuneConfig:
     def identity(self, space: Any) -> dict[str, Any]:
         """What a study was started with: a rerun or another process must agree on it."""
         keys = ("corpus", "recipe", "minutes", "eval_samples", "seed")
+        # Studies started before the choice have no reference: they were against training lines.
+        objective = {"reference": self.reference} if self.reference != "train" else {}
         return {
             **{k: getattr(self, k) for k in keys},
             "eval_minutes": self.interval,
             "space": space,
+            **objective,
         }
 
 
@@ -240,7 +254,10 @@ class Tuner:
                 code = child.proc.poll()
                 rows, offset = read_new_rows(metrics, offset)
                 for row in rows:
-                    value = quality(row) if "js1" in row else value
+                    value = quality(row, self.cfg.reference) if "js1" in row else value
+                    evaluation = generator_values(row) if "js1" in row else {}
+                    for key, attribute in evaluation.items():
+                        trial.set_user_attr(key, attribute)
                     step = step_of(row["time"], interval_s, budget_s) if "js1" in row else -1
                     if value is not None and step > last_step:
                         trial.report(value, step)
@@ -293,7 +310,8 @@ class Tuner:
                 raise UserError(
                     f"{MAX_FAILURES_IN_A_ROW} trials in a row failed, the last one with: {why}"
                 )
-        shown = f"EMA JS-4 {value:.3f}" if value is not None else "no evaluation"
+        name = quality_name(True, self.cfg.reference)
+        shown = f"{name} {value:.3f}" if value is not None else "no evaluation"
         self.echo(f"tune: trial {trial.number} {end}: {shown}{f' ({why})' if why else ''}")
 
 
@@ -372,9 +390,10 @@ def run_tune(
     except OSError as err:
         raise disk_error(out, err, "create study folder") from None
     storage = open_storage(url)
-    study = open_study(storage, cfg.study_name, cfg.seed, cfg.pruner, cfg.identity(space))
     # Prepares the corpus once, here, so that trials starting together find its cache.
-    resolve_run_config(merge(base, {"train": {"device": cfg.device}}), progress=True)
+    config, prepared = resolve_run_config(merge(base, {"train": {"device": cfg.device}}), True)
+    check_heldout_left(cfg.reference, config.train.eval_samples, len(prepared.heldout))
+    study = open_study(storage, cfg.study_name, cfg.seed, cfg.pruner, cfg.identity(space))
     tuner = Tuner(cfg, study, params, out, echo)
     stopped_by = tuner.run()
     counts: dict[str, int] = {}

@@ -23,6 +23,20 @@ def study() -> None:
     """Reproducible comparisons: several runs, one table, overlaid figures."""
 
 
+def _reference_option(default: str | None, shown: str = "") -> Any:
+    from textgan.study_report import REFERENCES
+
+    return click.option(
+        "--reference",
+        type=click.Choice(REFERENCES),
+        default=default,
+        show_default=default is not None,
+        help="What JS-4, the quality, is measured against: train (the training lines, the "
+        "paper's protocol) or heldout (held-out lines, where a copied training line scores no "
+        "better than real text)" + shown + ".",
+    )
+
+
 def _shared_options(command: click.Command) -> click.Command:
     """Options every time-to-quality command has, in the order ``--help`` shows them."""
     options = [
@@ -37,6 +51,7 @@ def _shared_options(command: click.Command) -> click.Command:
                      help="auto | cpu | cuda[:N] | mps: where every run trains."),
         click.option("--eval-samples", type=int, default=640, show_default=True,
                      help="Argmax samples per evaluation (and real lines for the floor)."),
+        _reference_option("train"),
         click.option("--data-dir", default="data", show_default=True,
                      help="Prepared corpus caches."),
     ]  # fmt: skip
@@ -99,8 +114,13 @@ def study_compare(
 @click.option("--out", help="Folder of the common report [the study itself, when one is given].")
 @click.option("--targets", help="EMA JS-4 values to report the minutes to [the first study's].")
 @click.option("--recipes", help="Comma-separated recipe names to keep, in this order [all].")
+@_reference_option(None, " [the first study's]")
 def study_report(
-    studies: tuple[str, ...], out: str | None, targets: str | None, recipes: str | None
+    studies: tuple[str, ...],
+    out: str | None,
+    targets: str | None,
+    recipes: str | None,
+    reference: str | None,
 ) -> int:
     """Rebuild the table and figure of compare studies from their runs as they are now: after
     a run was resumed for more minutes, with other targets, or several studies in one table.
@@ -114,7 +134,7 @@ def study_report(
 
     wanted = parse_numbers(targets, float, "--targets") if targets is not None else None
     names = parse_numbers(recipes, str, "--recipes") if recipes is not None else None
-    result = rebuild_report(studies, out, wanted, names)
+    result = rebuild_report(studies, out, wanted, names, reference)
     click.echo(compare_markdown(result), nl=False)
     _echo(f"report written to {result['out']}")
     return 0
@@ -230,7 +250,8 @@ def study_lipschitz(
 @click.option("--out", help="Study folder; a rerun continues the study [runs/STUDY_NAME].")
 @_shared_options
 def tune(**options: Any) -> int:
-    """Search run settings with Optuna: the objective is EMA JS-4 after --minutes of training.
+    """Search run settings with Optuna: the objective is EMA JS-4 after --minutes of training
+    (against --reference).
 
     Each trial is an ordinary run OUT/trial-<n>/; its evaluations are reported against elapsed
     seconds so that the pruner stops hopeless ones. Rerun the same command to continue the
@@ -242,18 +263,21 @@ def tune(**options: Any) -> int:
     except ImportError:
         raise UserError("textgan tune needs Optuna: pip install 'textgan[tune]'") from None
 
+    from textgan.study_report import quality_name
     from textgan.tune import TuneConfig, run_tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune prints its own lines
     out = options.pop("out")
-    result = run_tune(TuneConfig(**options), out, echo=_echo)
+    cfg = TuneConfig(**options)
+    result = run_tune(cfg, out, echo=_echo)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result["counts"].items()))
     _echo(f"tune: study {result['study']} in {result['out']}: {counts}")
     best = result.get("best")
     if best is not None:
         click.echo(json.dumps(best["recipe"], indent=2))
         _echo(
-            f"tune: best is trial {best['trial']} (EMA JS-4 {best['value']:.3f}, run "
+            f"tune: best is trial {best['trial']} ({quality_name(True, cfg.reference)} "
+            f"{best['value']:.3f}, run "
             f"{best['run_dir']}); train it with: textgan train --config {best['config']}"
         )
     return 0 if result["stopped_by"] is None else 128 + result["stopped_by"]
