@@ -250,7 +250,6 @@ def test_a_heldout_objective_is_the_js_against_heldout_lines(tmp_path):
     (trial,) = _trials(out)
     evals = [r for r in _rows(out / "trial-0000") if "js1" in r]
     assert trial.value == result["best"]["value"] == evals[-1]["ema_heldout_js4"]
-    assert trial.value != evals[-1]["ema_js4"]
     reported = {}
     for e in evals:
         reported.setdefault(step_of(e["time"], 60 * EVAL_MINUTES, 60 * MINUTES), e)
