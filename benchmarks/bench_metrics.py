@@ -1,4 +1,5 @@
-"""Speed and memory of the n-gram evaluator (JS-1..4 with its cached reference) and of BLEU.
+"""Speed and memory of the n-gram evaluator (JS-1..4 with its cached reference), of what a run
+evaluates besides it (JS against held-out lines, unique and copy rates) and of BLEU.
 
 The corpus is synthetic but real text: the encoded lines of the two shared One Billion Word
 shards, drawn at random with replacement up to the wanted number of lines (never written to the
@@ -16,6 +17,7 @@ reference does, it builds one model per n = 1..4 on the corpus and one on the sa
 
     python benchmarks/bench_metrics.py                      # 10M lines, baseline on 1M
     python benchmarks/bench_metrics.py --lines 1000000 --baseline-lines 100000   # quicker
+    python benchmarks/bench_metrics.py --evaluation-only     # what a run's evaluation costs
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from shared_corpus import GBW, SHARDS
 
-SEQ_LEN, N_SAMPLES, MAX_N = 32, 640, 4
+SEQ_LEN, N_SAMPLES, MAX_N, HELDOUT = 32, 640, 4, 10_000
 TARGETS = {"js_ms": 100.0, "build_s": 60.0, "build_peak_gb": 2.0, "speedup": 50.0}
 
 
@@ -99,6 +101,31 @@ def phase_ours(n_lines: int) -> dict:
         "build_plus_js_s": build_s + first_js,
         "js": js,
     }
+
+
+def phase_evaluation(n_lines: int) -> dict:
+    """A run's evaluation of 640 samples: each registered metric it computes (one-time
+    resources built first), against n_lines training lines and 10,000 held-out ones."""
+    from textgan.metrics.evaluator import TRAINING_METRICS
+    from textgan.metrics.reference import ReferenceNgrams
+    from textgan.metrics.registry import Resources, compute, get_metrics, real_batch, sample_batch
+
+    corpus, samples, vocab = make_data(n_lines + HELDOUT)
+    train, heldout = corpus[HELDOUT:], corpus[:HELDOUT]
+    resources = Resources(
+        train=lambda: train,
+        heldout=lambda: heldout,
+        vocab=lambda: vocab,
+        ngrams=lambda: ReferenceNgrams.build(train, MAX_N, len(vocab)),
+    )
+    batch = sample_batch(samples, real_batch(heldout, N_SAMPLES, 0, MAX_N))
+    out: dict = {"lines": n_lines, "first_s": {}, "ms": {}}
+    for metric in get_metrics(TRAINING_METRICS):
+        t = time.perf_counter()
+        compute([metric], batch, resources)  # builds what the metric needs, once per run
+        out["first_s"][metric.name] = time.perf_counter() - t
+        out["ms"][metric.name] = median_ms(lambda m=metric: compute([m], batch, resources))
+    return out
 
 
 class NgramLanguageModel:
@@ -228,12 +255,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=10_000_000)
     parser.add_argument("--baseline-lines", type=int, default=1_000_000)
+    parser.add_argument("--evaluation-only", action="store_true", help="only a run's evaluation")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         name, *rest = args.phase
-        fn = {"ours": phase_ours, "baseline": phase_baseline, "bleu": phase_bleu}[name]
+        fn = {
+            "ours": phase_ours,
+            "baseline": phase_baseline,
+            "bleu": phase_bleu,
+            "evaluation": phase_evaluation,
+        }[name]
         print(json.dumps(fn(*map(int, rest))))
+        return
+    evaluation = run_phase("evaluation", str(args.lines))
+    print(f"a run's evaluation of {N_SAMPLES} samples, {evaluation['lines']:,} training lines:")
+    for name, ms in evaluation["ms"].items():
+        first = evaluation["first_s"][name]
+        print(f"  {name:12} {ms:8.2f} ms    (first call, building what it needs: {first:.2f} s)")
+    if args.evaluation_only:
         return
 
     big = run_phase("ours", str(args.lines))

@@ -24,7 +24,8 @@ from shared_corpus import GBW
 
 from textgan.config import layered_config
 from textgan.training.evaluation import argmax_ids, make_evaluator
-from textgan.training.loop import resolve_run_config, train
+from textgan.training.loop import train
+from textgan.training.setup import resolve_run_config
 from textgan.training.trainer import Trainer, ema_decay_at, update_ema
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from shared_corpus import GBW
 
 from textgan.config import layered_config
-from textgan.training.loop import resolve_run_config, train
+from textgan.training.loop import train
+from textgan.training.setup import resolve_run_config
 
 
 def run(args: argparse.Namespace, precision: str, seed: int, root: Path) -> dict:

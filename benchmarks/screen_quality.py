@@ -30,7 +30,8 @@ from shared_corpus import GBW
 import textgan
 from textgan.config import layered_config
 from textgan.metrics.scoring import Target, make_scorer, score_lines
-from textgan.training.loop import resolve_run_config, train
+from textgan.training.loop import train
+from textgan.training.setup import resolve_run_config
 from textgan.training.trainer import Meter, Trainer
 
 # The levers, each a change to the `small` preset (lr 3e-4 for both networks, β = (0.5, 0.9),

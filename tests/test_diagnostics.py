@@ -157,6 +157,7 @@ def test_append_writes_one_line_per_record(tmp_path):
 def _tiny_run(tmp_path, gbw_dir, name, diag_every):
     from textgan import config as C
     from textgan.training import loop as T
+    from textgan.training.setup import resolve_run_config
 
     layers = C.layered_config(
         "tiny",
@@ -180,7 +181,7 @@ def _tiny_run(tmp_path, gbw_dir, name, diag_every):
             },
         },
     )
-    config, prepared = T.resolve_run_config(layers, progress=False)
+    config, prepared = resolve_run_config(layers, progress=False)
     T.train(config, prepared, progress=False)
     run = tmp_path / name
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -201,6 +202,7 @@ def test_training_logs_diagnostics_without_changing_the_run(tmp_path, gbw_dir):
 def test_cuda_training_diagnostics_under_bf16(tmp_path, gbw_dir):
     from textgan import config as C
     from textgan.training import loop as T
+    from textgan.training.setup import resolve_run_config
 
     layers = C.layered_config(
         "tiny",
@@ -217,7 +219,7 @@ def test_cuda_training_diagnostics_under_bf16(tmp_path, gbw_dir):
             },
         },
     )
-    config, prepared = T.resolve_run_config(layers, progress=False)
+    config, prepared = resolve_run_config(layers, progress=False)
     T.train(config, prepared, progress=False)
     lines = (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()
     diags = [json.loads(line) for line in lines]

@@ -33,6 +33,7 @@ from textgan.nn import lipschitz  # noqa: E402
 from textgan.nn.networks import one_hot  # noqa: E402
 from textgan.training import distributed  # noqa: E402
 from textgan.training import loop as T  # noqa: E402
+from textgan.training.setup import resolve_run_config  # noqa: E402
 
 BATCH = 64  # the global batch of every run here: 32 rows per rank at world 2
 MODEL = {"dim": 16, "blocks": 1}
@@ -99,7 +100,7 @@ class SharedDraws:
 
 def injected_weights(data_dir: str, kind: str, iters: int = 3) -> dict[str, torch.Tensor]:
     """Weights after ``iters`` iterations with SharedDraws, in this process's world."""
-    config, prepared = T.resolve_run_config(_layers(data_dir, RUN, kind), progress=False)
+    config, prepared = resolve_run_config(_layers(data_dir, RUN, kind), progress=False)
     trainer = T.Trainer(config, prepared.train, torch.device("cpu"))
     draws = SharedDraws(trainer, distributed.rank(), distributed.world_size())
     trainer.real_batch, trainer.fake_batch = draws.real_batch, draws.fake_batch
@@ -158,7 +159,7 @@ def _worker(task: str, args: dict) -> int:
         hooks.append(stop)
     hooks.append(lambda trainer, k: torch.save(_weights(trainer), out / f"rank{trainer.rank}.pt"))
     if task == "train":
-        config, prepared = T.resolve_run_config(
+        config, prepared = resolve_run_config(
             _layers(args["data_dir"], args["train"]), progress=False
         )
         result = T.train(config, prepared, progress=False, hooks=hooks)
@@ -252,7 +253,7 @@ def test_world_2_takes_the_one_process_step_on_the_same_rows(data_dir, tmp_path)
                 (got - want).abs().max(),
             )
         init = T.Trainer(
-            T.resolve_run_config(_layers(data_dir, RUN, kind), progress=False)[0],
+            resolve_run_config(_layers(data_dir, RUN, kind), progress=False)[0],
             np.zeros((4, 32), np.uint8),
             torch.device("cpu"),
         )
@@ -373,7 +374,7 @@ def test_a_dead_or_stalled_rank_ends_the_job_within_the_timeout(data_dir, tmp_pa
 
 
 def test_a_study_on_two_devices_runs_at_most_one_run_per_device(data_dir, tmp_path):
-    from textgan.studies.compare import StudyConfig, lipschitz_study
+    from textgan.studies.constraints import StudyConfig, lipschitz_study
 
     lines = []
     cfg = StudyConfig(
@@ -434,7 +435,7 @@ def test_a_first_preparation_longer_than_the_timeout_does_not_end_the_job(tmp_pa
 def one_rank_run(data_dir, tmp_path_factory) -> Path:
     """A run of one iteration by one process, for the jobs below to resume."""
     run = tmp_path_factory.mktemp("single") / "run"
-    config, prepared = T.resolve_run_config(
+    config, prepared = resolve_run_config(
         _layers(data_dir, {**RUN, "iters": 1, "run_dir": str(run)}), progress=False
     )
     T.train(config, prepared, progress=False)

@@ -21,6 +21,7 @@ from textgan.nn import fast
 from textgan.training import evaluation as run_eval
 from textgan.training import loop as T
 from textgan.training import trainer as TR
+from textgan.training.setup import resolve_run_config
 
 VOCAB, LENGTH = 12, 8
 
@@ -165,7 +166,7 @@ def test_lr_decay_is_checked():
 
 def test_lazy_penalty_needs_a_penalty():
     with pytest.raises(UserError, match="--penalty-every 2 needs a gradient penalty"):
-        T.resolve_run_config(
+        resolve_run_config(
             C.layered_config(
                 "tiny",
                 overrides={
@@ -230,7 +231,7 @@ def _train_tiny(tmp_path, kind="gp", **train):
             **train,
         },
     }
-    config, prepared = T.resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
+    config, prepared = resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
     T.train(config, prepared, progress=False)
 
 
@@ -279,7 +280,7 @@ def test_diagnostics_and_checkpoints_follow_the_clock_whatever_an_iteration_cost
             "train": train,
         }
         layers = C.layered_config("tiny", overrides=overrides)
-        config, prepared = T.resolve_run_config(layers, False)
+        config, prepared = resolve_run_config(layers, False)
 
         def iterate(trainer, k, cost=cost):
             clock[0] += cost

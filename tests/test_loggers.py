@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from textgan.cli import main
 from textgan.config import layered_config
 from textgan.files import read_rows
-from textgan.training import loggers
+from textgan.training import loggers, setup
 from textgan.training import loop as training
 
 pytest.importorskip("tensorboard")
@@ -42,7 +42,7 @@ def run(tmp_path_factory):
                       "run_dir": str(root / "run")},
         },
     )  # fmt: skip
-    config, prepared = training.resolve_run_config(layers, progress=False)
+    config, prepared = setup.resolve_run_config(layers, progress=False)
     with pytest.raises(Killed):
         training.train(
             config, prepared, progress=False, hooks=[kill_at_15], loggers=["tensorboard"]

@@ -2,12 +2,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_metrics_js import _counter, _dict_js
 
 from textgan.errors import UserError
 from textgan.metrics import JSEvaluator
+from textgan.metrics.evaluator import TRAINING_METRICS
 from textgan.metrics.js import js_divergence
 from textgan.metrics.ngrams import NgramCounts
-from textgan.metrics.reference import ReferenceNgrams, real_subset
+from textgan.metrics.reference import ReferenceNgrams, real_subset, subset_rows
+from textgan.metrics.report import Scorer, format_table
 from textgan.vocab import Vocab, count_symbols, text_to_codes
 
 
@@ -137,3 +140,55 @@ def test_a_failed_cache_write_leaves_no_temporary_file(prepared, tmp_path, monke
     with pytest.warns(UserWarning, match="No space left"):
         ref = ReferenceNgrams.for_corpus(_stand_in_like(prepared, tmp_path, "x"), 2, False)
     assert ref.max_n == 2 and not list(tmp_path.iterdir())
+
+
+# -- what a run evaluates besides the paper's JS -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pydocs(tmp_path_factory):
+    from textgan.corpus import CorpusConfig, prepare
+
+    data = tmp_path_factory.mktemp("data")
+    return prepare(CorpusConfig(corpus="pydocs", data_dir=str(data)), progress=False)
+
+
+def _lines(ids):
+    return [tuple(row) for row in np.asarray(ids).tolist()]
+
+
+def test_copied_training_lines_have_copy_rate_1_and_heldout_js_against_unseen_lines(pydocs):
+    n = 100
+    evaluator = JSEvaluator(pydocs, n_samples=n, progress=False, metrics=TRAINING_METRICS)
+    train, heldout = np.asarray(pydocs.train), np.asarray(pydocs.heldout)
+    samples = train[::7][:n]  # a generator that outputs training lines verbatim
+    row = evaluator(samples)
+    real_rows = subset_rows(len(heldout), n, seed=0)
+    real, rest = heldout[real_rows], np.delete(heldout, real_rows, axis=0)
+    seen = set(_lines(train))
+    assert row["copy_rate"] == 1.0 and row["unique_rate"] == len(set(_lines(samples))) / n
+    # Short code lines recur: some real held-out lines equal a training line, not all.
+    assert row["floor_copy_rate"] == sum(line in seen for line in _lines(real)) / n
+    assert 0 < row["floor_copy_rate"] < 1
+    assert row["floor_unique_rate"] == len(set(_lines(real))) / n
+    # Samples and the floor's real lines against the same held-out lines: all but the real ones.
+    for k in range(1, 5):
+        want = _dict_js(_counter(samples, k), _counter(rest, k))
+        assert row[f"heldout_js{k}"] == pytest.approx(want, abs=1e-12)
+        floor = _dict_js(_counter(real, k), _counter(rest, k))
+        assert row[f"floor_heldout_js{k}"] == pytest.approx(floor, abs=1e-12)
+
+
+def test_heldout_js_is_na_when_every_heldout_line_is_a_real_one(pydocs):
+    n = len(pydocs.heldout)
+    row = JSEvaluator(pydocs, n_samples=n, progress=False, metrics=("heldout_js",))(
+        np.asarray(pydocs.train)[:n]
+    )
+    assert {k: v for k, v in row.items() if k != "n_samples"} == {
+        f"{p}heldout_js{k}": None for p in ("", "floor_") for k in range(1, 5)
+    }
+    report = Scorer.from_prepared(pydocs, 4, progress=False).report(None, n)
+    assert report["floor_heldout_js4"] is None
+    assert "heldout_js n/a: every held-out line is among the N real ones" in format_table(
+        report, real_only=True
+    )

@@ -57,7 +57,7 @@ def test_report_matches_the_evaluator_and_counts_changes(corpus, other_lines, tm
     assert abs(report["lm_bits"] - report["floor_lm_bits"]) < 0.3
     assert 1.0 < report["lm_bits"] < 4.0 and report["copy_rate"] == 0.0
     metrics = [k for k in report if k.startswith("floor_")]
-    assert len(metrics) == 4 + 1 + 4 + 8 + 4 + 2 + 1 and all(k[6:] in report for k in metrics)
+    assert len(metrics) == 4 + 4 + 1 + 4 + 8 + 4 + 2 + 1 and all(k[6:] in report for k in metrics)
 
 
 def _samples(ids):
@@ -91,10 +91,11 @@ def test_stdin_table_and_real_table(corpus, other_lines):
     real = _score("--real", *_corpus_args(corpus), "-n", "50")
     assert real.exit_code == 0, real.output
     assert "50 real held-out lines" in real.output and "value" not in real.output
-    assert real.output.count("\n") == 1 + 1 + 24
+    assert real.output.count("\n") == 1 + 1 + 28
     n_heldout = len(corpus[1].heldout)
     everything = _score("--real", *_corpus_args(corpus), "-n", str(n_heldout))
     assert re.search(r"^reverse_lm_bits +n/a$", everything.output, re.M)
+    assert re.search(r"^heldout_js4 +n/a$", everything.output, re.M)
     assert everything.output.rstrip().endswith("--holdout)")
 
 

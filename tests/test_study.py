@@ -10,19 +10,21 @@ import pytest
 from textgan import config as C
 from textgan.errors import UserError
 from textgan.files import read_rows
-from textgan.studies.compare import (
+from textgan.studies.constraints import (
     CONSTRAINT_ONLY,
     DEFAULT_CONSTRAINTS,
     StudyConfig,
     lipschitz_study,
-    markdown_table,
     parse_constraints,
     plan_constraints,
-    seconds_per_iteration,
     shared_config,
+)
+from textgan.studies.report import (
+    lipschitz_markdown,
+    seconds_per_iteration,
+    shared_line,
     summarize_run,
 )
-from textgan.studies.report import shared_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -262,7 +264,7 @@ def test_markdown_table_is_the_expected_text():
             },
         ],
     }
-    assert markdown_table(result) == (
+    assert lipschitz_markdown(result) == (
         "| constraint | iterations | s / iter | W estimate | JS-1 | JS-2 | JS-3 | JS-4 "
         "| ‖∇x̂ D‖ | weights at ±c |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
@@ -281,10 +283,10 @@ def test_summary_of_a_run_that_stopped_before_logging(tmp_path):
     assert row["iterations"] == 0 and row["js4"] is None and row["clip_share"] is None
     s = {"corpus": "c", "preset": "small", "seed": 0, "minutes": 3.0}
     floors = {f"js{n}": 0.1 * n for n in range(1, 5)}
-    text = markdown_table({"settings": s, "floors": floors, "rows": [row]})
+    text = lipschitz_markdown({"settings": s, "floors": floors, "rows": [row]})
     assert "| none (stopped) | 0 | — |" in text and "none: stopped: diverged" in text
     row.update(status="ok", wasserstein=-1.674e11, seconds_per_iter=0.15)
-    text = markdown_table({"settings": s, "floors": floors, "rows": [row]})
+    text = lipschitz_markdown({"settings": s, "floors": floors, "rows": [row]})
     assert "| none | 0 | 0.15 | -1.67e+11 |" in text  # a diverged W stays readable
 
 
@@ -445,6 +447,9 @@ def _compare_result():
         "iters_per_second": 8.25,
         "js4": 0.9,
         "ema_js4": 0.8,
+        "heldout_js4": 0.95,
+        "ema_heldout_js4": 0.85,
+        "unique_rate": 1.0,
     }
     return {
         "settings": {
@@ -457,11 +462,25 @@ def _compare_result():
         },
         "machine": machine,
         "ema": True,
-        "floors": {"js4": 0.41},
+        "floors": {"js4": 0.41, "heldout_js4": 0.62, "copy_rate": 0.43, "unique_rate": 0.98},
         "runs": [
-            {**run, "run": "a-s0", "recipe": "a", "seed": 0, "minutes_to_target": [0.5, None]},
+            {
+                **run,
+                "run": "a-s0",
+                "recipe": "a",
+                "seed": 0,
+                "minutes_to_target": [0.5, None],
+                "copy_rate": 0.25,
+            },
             # stopped at its last iteration before the 2-minute budget
-            {**run, "run": "a-s1", "recipe": "a", "seed": 1, "minutes_to_target": [1.0, 1.5]}
+            {
+                **run,
+                "run": "a-s1",
+                "recipe": "a",
+                "seed": 1,
+                "minutes_to_target": [1.0, 1.5],
+                "copy_rate": 0.0,
+            }
             | {"seconds": 90.0},
         ],
         "recipes": [
@@ -472,6 +491,8 @@ def _compare_result():
                     {"mean": None, "min": 1.5, "max": 1.5, "reached": 1, "of": 2},
                 ],
                 "quality": {"mean": 0.8, "min": 0.8, "max": 0.8, "reached": 2, "of": 2},
+                "copy_rate": {"mean": 0.125, "min": 0.0, "max": 0.25, "reached": 2, "of": 2},
+                "unique_rate": {"mean": 1.0, "min": 1.0, "max": 1.0, "reached": 2, "of": 2},
                 "iters_per_second": {"mean": 8.25, "min": 8.0, "max": 8.5, "reached": 2, "of": 2},
             }
         ],
@@ -486,17 +507,31 @@ def test_compare_markdown_is_the_expected_text():
         "Corpus `pydocs`; 1.5–2 min of training per run, evaluated every 0.5 min on 317 samples; "
         "seeds 0, 1; 2 run(s) at a time with 1 thread(s) each on CPU X (2 usable cores), "
         "Linux, torch 2.13.\n\n"
-        "| recipe | min to ≤ 0.9 | min to ≤ 0.7 | final EMA JS-4 | iterations / s |\n"
-        "|---|---:|---:|---:|---:|\n"
-        "| real vs real (floor) | | | 0.410 | |\n"
-        "| a | 0.75 (0.50–1.00) | not reached (1/2) | 0.800 | 8.2 (8.0–8.5) |\n\n"
+        "| recipe | min to ≤ 0.9 | min to ≤ 0.7 | final EMA JS-4 | copies | unique "
+        "| iterations / s |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n"
+        "| real vs real (floor) | | | 0.410 | 43.0% | 98.0% | |\n"
+        "| a | 0.75 (0.50–1.00) | not reached (1/2) | 0.800 | 12.5% (0.0%–25.0%) | 100.0% "
+        "| 8.2 (8.0–8.5) |\n\n"
         "| run | recipe | seed | status | iterations | iterations / s | JS-4 | EMA JS-4 "
-        "| min to ≤ 0.9 | min to ≤ 0.7 |\n"
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n"
-        "| a-s0 | a | 0 | ok | 50 | 8.2 | 0.900 | 0.800 | 0.50 | — |\n"
-        "| a-s1 | a | 1 | ok | 50 | 8.2 | 0.900 | 0.800 | 1.00 | 1.50 |\n\n"
+        "| copies | unique | min to ≤ 0.9 | min to ≤ 0.7 |\n"
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| a-s0 | a | 0 | ok | 50 | 8.2 | 0.900 | 0.800 | 25.0% | 100.0% | 0.50 | — |\n"
+        "| a-s1 | a | 1 | ok | 50 | 8.2 | 0.900 | 0.800 | 0.0% | 100.0% | 1.00 | 1.50 |\n\n"
         "Minutes: wall-clock time of the first evaluation at or below the target.\n"
+        "JS-4 against the training lines (the paper's protocol).\n"
+        "Copies, unique: share of the last evaluation's samples (the EMA generator's when it has "
+        "one) equal to a training line, and distinct; the floor row, of as many real held-out "
+        "lines.\n"
     )
+    # Against held-out lines: their JS-4 columns and floor.
+    heldout = _compare_result()
+    heldout["settings"]["reference"] = "heldout"
+    lines = compare_markdown(heldout).splitlines()
+    assert lines[4].startswith("| recipe | min to ≤ 0.9 | min to ≤ 0.7 | final EMA held-out JS-4 |")
+    assert lines[6] == "| real vs real (floor) | | | 0.620 | 43.0% | 98.0% | |"
+    assert lines[11].startswith("| a-s0 | a | 0 | ok | 50 | 8.2 | 0.950 | 0.850 | 25.0% |")
+    assert "JS-4 against the held-out lines outside the floor's real ones" in lines[-2]
 
 
 def _compare_config(tmp_path, *recipes, **settings):
@@ -554,13 +589,20 @@ def test_compare_two_recipes_side_by_side(tmp_path):
             redo = compare_run(run, row["recipe"], 0, "ok", [e["ema_js4"]])
             assert redo["minutes_to_target"] == [first["time"] / 60]
     table = (out / "study.md").read_text().splitlines()
-    runs_at = table.index("| run | recipe | seed | status | iterations | iterations / s | JS-4 "
-                          "| EMA JS-4 | min to ≤ 1 | min to ≤ 0.01 |")  # fmt: skip
+    head = "| run | recipe | seed | status | iterations | iterations / s | JS-4 | EMA JS-4 "
+    runs_at = table.index(head + "| copies | unique | min to ≤ 1 | min to ≤ 0.01 |")
     for line, row in zip(table[runs_at + 2 : runs_at + 4], result["runs"], strict=True):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
+        last = evaluations(out / row["run"])[-1]
         assert cells[:5] == [row["run"], row["recipe"], "0", "ok", str(row["iterations"])]
         assert cells[7] == f"{row['ema_js4']:.3f}"
-        assert cells[8:] == [f"{row['minutes_to_target'][0]:.2f}", "—"]
+        # The EMA generator's copy and unique rates, as its last evaluation logged them.
+        assert (
+            row["copy_rate"] == last["ema_copy_rate"] and cells[8] == f"{last['ema_copy_rate']:.1%}"
+        )
+        assert row["unique_rate"] == last["ema_unique_rate"]
+        assert cells[9] == f"{last['ema_unique_rate']:.1%}"
+        assert cells[10:] == [f"{row['minutes_to_target'][0]:.2f}", "—"]
     assert (out / FIGURE).read_bytes()[:8] == PNG_SIGNATURE
     # The figure's lines are the runs' evaluation rows: minutes against EMA JS-4.
     axes = time_figure(result, out).axes[0]
@@ -575,6 +617,79 @@ def test_compare_two_recipes_side_by_side(tmp_path):
         assert list(line.get_xdata()) == pytest.approx([e["time"] / 60 for e in evals])
         assert list(line.get_ydata()) == pytest.approx([quality(e) for e in evals])
     assert list(lines[2].get_ydata()) == [result["floors"]["js4"]] * 2
+
+
+def _logged_run(run_dir, **evaluation):
+    """A run folder whose metrics.jsonl holds one training row and one evaluation at 1 min."""
+    run_dir.mkdir()
+    rows = [{"iter": 10, "time": 60.0, "wasserstein": 1.0}, {"iter": 10, "time": 60.0,
+            "js1": 0.1, **evaluation}]  # fmt: skip
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run_dir
+
+
+def test_the_heldout_reference_keeps_a_copier_from_winning(tmp_path):
+    from textgan.studies.report import compare_run
+
+    # A recipe that copies its training lines: close to them, no closer to unseen text.
+    copier = _logged_run(tmp_path / "copier", js4=0.5, ema_js4=0.30, ema_heldout_js4=0.60,
+                         ema_copy_rate=0.9, ema_unique_rate=0.6, copy_rate=1.0)  # fmt: skip
+    learner = _logged_run(tmp_path / "learner", js4=0.5, ema_js4=0.40, ema_heldout_js4=0.45,
+                          ema_copy_rate=0.0, ema_unique_rate=1.0, copy_rate=0.0)  # fmt: skip
+    for reference, target, winner in (("train", 0.35, "copier"), ("heldout", 0.5, "learner")):
+        rows = [
+            compare_run(run, run.name, 0, "ok", [target], reference) for run in (copier, learner)
+        ]
+        assert min(rows, key=lambda r: r["quality"])["recipe"] == winner
+        assert [r["minutes_to_target"] for r in rows] == (
+            [[1.0], [None]] if winner == "copier" else [[None], [1.0]]
+        )
+    # The rates are the EMA generator's, the one quality scores.
+    assert [(r["copy_rate"], r["unique_rate"]) for r in rows] == [(0.9, 0.6), (0.0, 1.0)]
+    assert [(r["heldout_js4"], r["ema_heldout_js4"]) for r in rows] == [(None, 0.6), (None, 0.45)]
+
+
+def test_compare_against_heldout_lines_then_report_against_training_lines(tmp_path):
+    from textgan.studies.compare import compare_study
+    from textgan.studies.report import quality, time_figure
+
+    cfg = _compare_config(
+        tmp_path, "base=tiny", minutes=0.03, eval_minutes=0.01, targets=(1.0,), threads=1,
+        device="cpu", eval_samples=64, reference="heldout",
+    )  # fmt: skip
+    study = tmp_path / "study"
+    result = compare_study(cfg, study, progress=False, echo=lambda _: None)
+    (row,) = result["runs"]
+    last = [r for r in read_rows(study / "base-s0" / "metrics.jsonl") if "js1" in r][-1]
+    assert result["settings"]["reference"] == "heldout"
+    assert row["quality"] == last["ema_heldout_js4"]
+    assert result["floors"]["heldout_js4"] == last["floor_heldout_js4"] != last["floor_js4"]
+    table = (study / "study.md").read_text()
+    assert "| final EMA held-out JS-4 | copies | unique |" in table
+    assert f"| real vs real (floor) | | {last['floor_heldout_js4']:.3f} |" in table
+    line = time_figure(result, study).axes[0].get_lines()[0]
+    assert line.get_ydata()[-1] == quality(last, "heldout")
+    # The same runs, read against the training lines.
+    res = _cli("study", "report", study, "--reference", "train")
+    assert res.returncode == 0, res.stderr
+    rebuilt = json.loads((study / "study.json").read_text())
+    assert rebuilt["settings"]["reference"] == "train"
+    assert rebuilt["runs"][0]["quality"] == last["ema_js4"]
+    assert "| final EMA JS-4 | copies | unique |" in res.stdout
+    assert "JS-4 against the training lines (the paper's protocol)." in res.stdout
+
+
+def test_heldout_reference_needs_heldout_lines_beyond_the_floors(tmp_path):
+    from textgan.studies.compare import compare_study
+
+    # pydocs holds out 317 lines; 640 samples evaluate on all of them, and none is left.
+    cfg = _compare_config(tmp_path, "a=tiny", reference="heldout")
+    message = "holds out 317: use --eval-samples 158 or fewer"
+    with pytest.raises(UserError, match=message):
+        compare_study(cfg, tmp_path / "s", progress=False, echo=lambda _: None)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(UserError, match="--reference must be one of train, heldout, got 'dev'"):
+        _compare_config(tmp_path, "a=tiny", reference="dev").validate()
 
 
 def test_compare_refuses_recipes_on_different_corpora(tmp_path):

@@ -27,6 +27,7 @@ from textgan.metrics import JSEvaluator
 from textgan.training import loop as T
 from textgan.training import output as RO
 from textgan.training import trainer as TR
+from textgan.training.setup import resolve_run_config
 
 # A few-second model: enough to check behaviour, never a timing.
 # CPU: the bit-for-bit claims are the CPU's (a GPU's kernels need not be deterministic).
@@ -62,7 +63,7 @@ def _config(corpus, tmp_path, name="run", micro=True, **train):
         "model": MICRO["model"] if micro else {},
         "train": {**(MICRO["train"] if micro else {}), "run_dir": str(tmp_path / name), **train},
     }
-    config, prepared2 = T.resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
+    config, prepared2 = resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
     assert prepared2.fingerprint == prepared.fingerprint  # the cache is reused
     return config, prepared2
 
@@ -337,7 +338,7 @@ def test_resume_is_bit_for_bit_for_other_constraints(corpus, tmp_path, kind):
 
     def config(name):
         train = {**MICRO["train"], **common, "run_dir": str(tmp_path / name)}
-        return T.resolve_run_config(C.layered_config("tiny", overrides={**layers, "train": train}),
+        return resolve_run_config(C.layered_config("tiny", overrides={**layers, "train": train}),
                                     False)[0]  # fmt: skip
 
     straight = T.train(config("straight"), prepared, progress=False)
@@ -536,7 +537,7 @@ def test_sizes_beyond_memory_are_refused_before_the_corpus_is_read(tmp_path):
         "train": {"batch_size": 10**9, "device": "cpu"},
     }
     with pytest.raises(UserError, match="at its peak") as err:
-        T.resolve_run_config(C.layered_config("tiny", overrides=overrides), progress=False)
+        resolve_run_config(C.layered_config("tiny", overrides=overrides), progress=False)
     message = str(err.value)
     assert "\n" not in message
     for name in ("model.dim (now 100,000,000)", "train.batch_size (now 1,000,000,000)",

@@ -19,6 +19,8 @@ SPACE = {
     "train.lr_gen": {"low": 1e-4, "high": 3e-3, "log": True},
 }
 MINUTES, EVAL_MINUTES = 0.04, 0.01  # 2.4 s of training per trial, evaluated every 0.6 s
+# A trial's user attributes from its last evaluation (the EMA generator's values).
+ATTRIBUTES = ("js4", "heldout_js4", "copy_rate", "unique_rate")
 
 
 def _base(preset="tiny", **train):
@@ -98,7 +100,7 @@ def test_sampled_settings_have_the_fields_types_and_repeat_with_the_seed():
 
 
 def test_steps_are_the_indices_of_the_wall_clock_grid():
-    from textgan.studies.tune import step_of
+    from textgan.studies.tune_trial import step_of
 
     assert [step_of(t, 60.0, 300.0) for t in (60.2, 121.9, 180.0, 299.9)] == [1, 2, 3, 4]
     assert step_of(300.4, 60.0, 300.0) == 5  # the last evaluation, at the budget
@@ -146,7 +148,7 @@ def test_a_pruned_trial_beats_while_its_run_stops(tmp_path):
     watcher = threading.Thread(target=other_process)
     watcher.start()
     try:
-        end = here._follow(trial, child, metrics)
+        end = here.trial_run._follow(trial, child, metrics)
         here._finish(trial, *end)
     finally:
         done.set()
@@ -173,7 +175,7 @@ def test_a_trial_another_process_failed_meanwhile_is_left_as_it_is(tmp_path):
 
 
 def test_new_rows_are_read_whole_lines_only(tmp_path):
-    from textgan.studies.tune import read_new_rows
+    from textgan.studies.tune_trial import read_new_rows
 
     path = tmp_path / "metrics.jsonl"
     assert read_new_rows(path, 0) == ([], 0)
@@ -186,7 +188,7 @@ def test_new_rows_are_read_whole_lines_only(tmp_path):
 
 
 def test_a_diverged_run_is_recognized_by_its_message():
-    from textgan.studies.tune import DIVERGED
+    from textgan.studies.tune_trial import DIVERGED
     from textgan.training.loop import _diverged
 
     with pytest.raises(UserError) as err:
@@ -207,7 +209,7 @@ def test_a_study_with_other_settings_is_refused():
 # -- whole studies ---------------------------------------------------------------------------
 
 
-def _config(tmp_path, trials, **kwargs):
+def _config(tmp_path, trials, eval_samples=64, **kwargs):
     from textgan.studies.tune import TuneConfig
 
     space = tmp_path / "space.json"
@@ -221,7 +223,7 @@ def _config(tmp_path, trials, **kwargs):
         eval_minutes=EVAL_MINUTES,
         device="cpu",
         threads=1,
-        eval_samples=64,
+        eval_samples=eval_samples,
         data_dir=str(tmp_path / "data"),
         heartbeat=1.0,
         **kwargs,
@@ -234,11 +236,11 @@ def _trials(out):
 
 
 def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatch):
-    from textgan.studies import tune, tune_study
-    from textgan.studies.tune import step_of
+    from textgan.studies import tune, tune_study, tune_trial
+    from textgan.studies.tune_trial import step_of
 
     out = tmp_path / "tune"
-    real_start, killed = tune.start_child, []
+    real_start, killed = tune_trial.start_child, []
 
     def start_and_kill_the_first(*args, **kwargs):
         child = real_start(*args, **kwargs)
@@ -247,7 +249,7 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
             killed.append(child.name)
         return child
 
-    monkeypatch.setattr(tune, "start_child", start_and_kill_the_first)
+    monkeypatch.setattr(tune_trial, "start_child", start_and_kill_the_first)
     result = tune.run_tune(_config(tmp_path, 2), out, echo=lambda _: None)
     trials = _trials(out)
     states = [t.state.name for t in trials]
@@ -264,6 +266,9 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
             reported.setdefault(step_of(e["time"], 60 * EVAL_MINUTES, 60 * MINUTES), e["ema_js4"])
         assert t.intermediate_values == reported and len(reported) == len(evals)
         assert max(t.intermediate_values) == round(MINUTES / EVAL_MINUTES)  # the budget's step
+        assert {k: t.user_attrs[k] for k in ATTRIBUTES} == {
+            k: evals[-1][f"ema_{k}"] for k in ATTRIBUTES
+        }
     best = min(trials[1:], key=lambda t: t.value)
     assert result["best"]["trial"] == best.number
     written = json.loads((out / "best.json").read_text())
@@ -278,7 +283,7 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
 
     # A rerun continues the same study up to --trials; a pruner that gives up on every value
     # stops its trial at the first evaluation.
-    monkeypatch.setattr(tune, "start_child", real_start)
+    monkeypatch.setattr(tune_trial, "start_child", real_start)
     monkeypatch.setattr(
         tune_study, "make_pruner", lambda name: optuna.pruners.ThresholdPruner(upper=0.0)
     )
@@ -301,6 +306,30 @@ def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatc
     for key, value in result["best"]["params"].items():
         section, name = key.split(".")
         assert config[section][name] == value
+
+
+def test_a_heldout_objective_is_the_js_against_heldout_lines(tmp_path):
+    from textgan.studies import tune
+    from textgan.studies.tune_trial import step_of
+
+    out, lines = tmp_path / "tune", []
+    result = tune.run_tune(_config(tmp_path, 1, reference="heldout"), out, echo=lines.append)
+    (trial,) = _trials(out)
+    evals = [r for r in _rows(out / "trial-0000") if "js1" in r]
+    assert trial.value == result["best"]["value"] == evals[-1]["ema_heldout_js4"]
+    reported = {}
+    for e in evals:
+        reported.setdefault(step_of(e["time"], 60 * EVAL_MINUTES, 60 * MINUTES), e)
+    assert trial.intermediate_values == {s: e["ema_heldout_js4"] for s, e in reported.items()}
+    assert {k: trial.user_attrs[k] for k in ATTRIBUTES} == {
+        k: evals[-1][f"ema_{k}"] for k in ATTRIBUTES
+    }
+    assert f"tune: trial 0 complete: EMA held-out JS-4 {trial.value:.3f}" in lines
+    # The objective is part of what the study was started with.
+    with pytest.raises(UserError, match=r"started with other settings \(reference\)"):
+        tune.run_tune(_config(tmp_path, 2), out, echo=lines.append)
+    with pytest.raises(UserError, match="holds out 317: use --eval-samples 158 or fewer"):
+        tune.run_tune(_config(tmp_path, 1, reference="heldout", eval_samples=317), tmp_path / "x")
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -39,6 +39,7 @@ def fit(
 ):
     """Train a new run to its last iteration; returns ``train.TrainResult``."""
     from textgan.training import loop as training
+    from textgan.training import setup
 
     corpus_values = {"corpus": corpus} if isinstance(corpus, str) else dict(corpus)
     overrides = {
@@ -48,7 +49,7 @@ def fit(
         "train": dict(train or {}),
     }
     layers = layered_config(preset, config_file, overrides)
-    config, prepared = training.resolve_run_config(layers, progress=progress)
+    config, prepared = setup.resolve_run_config(layers, progress=progress)
     return training.train(config, prepared, progress=progress)
 
 

@@ -30,6 +30,20 @@ def study() -> None:
     """Reproducible comparisons: several runs, one table, overlaid figures."""
 
 
+def _reference_option(default: str | None, shown: str = "") -> Any:
+    from textgan.studies.report import REFERENCES
+
+    return click.option(
+        "--reference",
+        type=click.Choice(REFERENCES),
+        default=default,
+        show_default=default is not None,
+        help="What JS-4, the quality, is measured against: train (the training lines, the "
+        "paper's protocol) or heldout (held-out lines, where a copied training line scores no "
+        "better than real text)" + shown + ".",
+    )
+
+
 def _shared_options(command: click.Command) -> click.Command:
     """Options every time-to-quality command has, in the order ``--help`` shows them."""
     options = [
@@ -44,6 +58,7 @@ def _shared_options(command: click.Command) -> click.Command:
                      help="auto | cpu | cuda[:N] | mps: where every run trains."),
         click.option("--eval-samples", type=int, default=640, show_default=True,
                      help="Argmax samples per evaluation (and real lines for the floor)."),
+        _reference_option("train"),
         click.option("--data-dir", default="data", show_default=True,
                      help="Prepared corpus caches."),
     ]  # fmt: skip
@@ -106,8 +121,13 @@ def study_compare(
 @click.option("--out", help="Folder of the common report [the study itself, when one is given].")
 @click.option("--targets", help="EMA JS-4 values to report the minutes to [the first study's].")
 @click.option("--recipes", help="Comma-separated recipe names to keep, in this order [all].")
+@_reference_option(None, " [the first study's]")
 def study_report(
-    studies: tuple[str, ...], out: str | None, targets: str | None, recipes: str | None
+    studies: tuple[str, ...],
+    out: str | None,
+    targets: str | None,
+    recipes: str | None,
+    reference: str | None,
 ) -> int:
     """Rebuild the table and figure of compare studies from their runs as they are now: after
     a run was resumed for more minutes, with other targets, or several studies in one table.
@@ -121,7 +141,7 @@ def study_report(
 
     wanted = parse_numbers(targets, float, "--targets") if targets is not None else None
     names = parse_numbers(recipes, str, "--recipes") if recipes is not None else None
-    result = rebuild_report(studies, out, wanted, names)
+    result = rebuild_report(studies, out, wanted, names, reference)
     click.echo(compare_markdown(result), nl=False)
     _echo(f"report written to {result['out']}")
     return 0
@@ -181,12 +201,8 @@ def study_lipschitz(
     with floors, W estimate, seconds per iteration, ‖∇x̂ D‖, share of weights at ±c),
     OUT/plots/ (all runs overlaid) and OUT/summary.png (one comparison figure).
     """
-    from textgan.studies.compare import (
-        StudyConfig,
-        lipschitz_study,
-        markdown_table,
-        parse_constraints,
-    )
+    from textgan.studies.constraints import StudyConfig, lipschitz_study, parse_constraints
+    from textgan.studies.report import lipschitz_markdown
 
     schedule = {
         k: v for k, v in (("eval_every", eval_every), ("diag_every", diag_every)) if v is not None
@@ -202,7 +218,7 @@ def study_lipschitz(
         overrides={"corpus": {"data_dir": data_dir}, "train": schedule},
     )
     result = lipschitz_study(cfg, out, progress=progress, echo=_echo)
-    click.echo(markdown_table(result), nl=False)
+    click.echo(lipschitz_markdown(result), nl=False)
     _echo(f"study written to {result['out']}")
     return 0 if result["stopped_by"] is None else 128 + result["stopped_by"]
 
@@ -244,7 +260,8 @@ def study_lipschitz(
 @click.option("--out", help="Study folder; a rerun continues the study [runs/STUDY_NAME].")
 @_shared_options
 def tune(**options: Any) -> int:
-    """Search run settings with Optuna: the objective is EMA JS-4 after --minutes of training.
+    """Search run settings with Optuna: the objective is EMA JS-4 after --minutes of training
+    (against --reference).
 
     Each trial is an ordinary run OUT/trial-<n>/; its evaluations are reported at their index
     on the wall-clock grid (k: after k × --eval-minutes) so that the pruner stops hopeless
@@ -257,18 +274,21 @@ def tune(**options: Any) -> int:
     except ImportError:
         raise UserError("textgan tune needs Optuna: pip install 'textgan[tune]'") from None
 
+    from textgan.studies.report import quality_name
     from textgan.studies.tune import TuneConfig, run_tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune prints its own lines
     out = options.pop("out")
-    result = run_tune(TuneConfig(**options), out, echo=_echo)
+    cfg = TuneConfig(**options)
+    result = run_tune(cfg, out, echo=_echo)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result["counts"].items()))
     _echo(f"tune: study {result['study']} in {result['out']}: {counts}")
     best = result.get("best")
     if best is not None:
         click.echo(json.dumps(best["recipe"], indent=2))
         _echo(
-            f"tune: best is trial {best['trial']} (EMA JS-4 {best['value']:.3f}, run "
+            f"tune: best is trial {best['trial']} ({quality_name(True, cfg.reference)} "
+            f"{best['value']:.3f}, run "
             f"{best['run_dir']}); train it with: textgan train --config {best['config']}"
         )
     return 0 if result["stopped_by"] is None else 128 + result["stopped_by"]

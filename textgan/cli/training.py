@@ -126,9 +126,10 @@ def _start(
 ) -> int:
     from textgan.devices import pick_device
     from textgan.training import loop as training
+    from textgan.training import setup
 
     layers = run_config.layered_config(preset, config_file, values)
-    config, prepared = training.resolve_run_config(layers, progress=progress)
+    config, prepared = setup.resolve_run_config(layers, progress=progress)
     line = cpu_projection(config, pick_device(config.train.device).type)
     if line is not None:
         click.echo(line, err=True)

@@ -1,4 +1,5 @@
-"""The n-gram reference of a prepared corpus, cached beside it, and the real held-out lines.
+"""The n-gram reference of a prepared corpus, cached beside it, the n-grams of its held-out
+lines, and the real held-out lines.
 
 The reference holds the counts of every n-gram (n = 1..max_n, padding included) of the training
 split. It is computed once and saved as ``<corpus dir>/ngrams.npz``; later runs load it, so
@@ -132,6 +133,26 @@ class ReferenceNgrams:
             n: js_divergence(NgramCounts.from_ids(ids, n, self.base), self.counts[n - 1])
             for n in range(1, max_n + 1)
         }
+
+
+class HeldoutNgrams:
+    """JS against text the generator never saw: the n-grams of the held-out lines outside the N
+    real ones of the floor. Samples and real lines are scored against the same lines, and a
+    real line is never its own reference (as the reverse LM)."""
+
+    def __init__(self, heldout: np.ndarray, base: int) -> None:
+        self.heldout, self.base = heldout, base
+        self._refs: dict[tuple[int, bytes], ReferenceNgrams | None] = {}  # one per N and max_n
+
+    def js(self, ids: np.ndarray, max_n: int, real_rows: np.ndarray) -> dict[int, float] | None:
+        """JS-1..max_n of ``ids`` against the held-out rows not in ``real_rows``; None when
+        every held-out row is a real one."""
+        key = (max_n, np.asarray(real_rows).tobytes())
+        if key not in self._refs:
+            rest = np.delete(np.asarray(self.heldout), real_rows, axis=0)
+            self._refs[key] = ReferenceNgrams.build(rest, max_n, self.base) if len(rest) else None
+        ref = self._refs[key]
+        return None if ref is None else ref.js(ids)
 
 
 def subset_rows(m: int, n: int, seed: int = 0) -> np.ndarray:

@@ -29,12 +29,17 @@ from textgan.metrics.diversity import RowIndex
 from textgan.metrics.js_words import js_words as js_of_words
 from textgan.metrics.lm import KneserNeyLM
 from textgan.metrics.ngrams import MAX_ORDER
-from textgan.metrics.reference import ReferenceNgrams, subset_rows
+from textgan.metrics.reference import HeldoutNgrams, ReferenceNgrams, subset_rows
 from textgan.metrics.word_known import KnownWords, space_id
 from textgan.vocab import Vocab
 
 Value = float | None  # None: not defined for these rows (shown as n/a)
 BLEU_ORDERS = (2, 3, 4, 5)
+# Why a metric of the held-out lines outside the N real ones is n/a.
+NONE_LEFT = (
+    "every held-out line is among the N real ones "
+    "(use a smaller -n, or prepare the corpus with a larger --holdout)"
+)
 DISTINCT_ORDERS = (1, 2, 3, 4)
 
 
@@ -152,6 +157,23 @@ def js_words(batch: Batch, train_words: KnownWords) -> dict[str, Value]:
     return {"js_words": js_of_words(batch.ids, train_words)}
 
 
+@register_resource(needs=("heldout", "vocab"))
+def heldout_ngrams(heldout: np.ndarray, vocab: Vocab) -> HeldoutNgrams:
+    return HeldoutNgrams(heldout, len(vocab))
+
+
+@register_metric(
+    *(f"heldout_js{n}" for n in range(1, MAX_ORDER + 1)),
+    needs=("heldout_ngrams",),
+    note=f"heldout_js n/a: {NONE_LEFT}",
+)
+def heldout_js(batch: Batch, heldout_ngrams: HeldoutNgrams) -> dict[str, Value]:
+    """JS-1..max_n (bits) against the held-out lines outside the N real ones."""
+    values = heldout_ngrams.js(batch.ids, batch.max_n, batch.real_rows)
+    orders = range(1, batch.max_n + 1)
+    return {f"heldout_js{n}": None if values is None else values[n] for n in orders}
+
+
 @register_metric("lm_nats", "lm_bits", needs=("lm",))
 def lm(batch: Batch, lm: KneserNeyLM) -> dict[str, Value]:
     """NLL per character under the scoring language model (textgan.metrics.lm)."""
@@ -162,8 +184,7 @@ def lm(batch: Batch, lm: KneserNeyLM) -> dict[str, Value]:
     "reverse_lm_nats",
     "reverse_lm_bits",
     needs=("heldout", "vocab"),
-    note="reverse LM n/a: every held-out line is among the N real ones "
-    "(use a smaller -n, or prepare the corpus with a larger --holdout)",
+    note=f"reverse LM n/a: {NONE_LEFT}",
 )
 def reverse_lm(batch: Batch, heldout: np.ndarray, vocab: Vocab) -> dict[str, Value]:
     """NLL of the held-out lines outside the N real ones under an LM fit on the rows."""

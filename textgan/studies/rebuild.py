@@ -5,9 +5,9 @@ minutes (``textgan train --resume RUN --max-minutes M`` keeps the run's wall clo
 study trains another recipe under the same conditions. ``rebuild_report`` rereads the runs of one
 or more ``textgan study compare`` folders, with their recipes and seeds from each ``study.json``
 and each run's status as it is now, and writes one ``study.json``/``study.md``/figure over all
-of them, with new targets if asked. It refuses studies that were not measured alike (corpus,
-evaluation, diagnostics and checkpoint grids, samples, CPU, threads per run) and a recipe name
-that means two different recipes.
+of them, with new targets or another reference if asked. It refuses studies that were not measured
+alike (corpus, evaluation, diagnostics and checkpoint grids, samples, CPU, threads per run) and a
+recipe name that means two different recipes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any
 from textgan.errors import UserError
 from textgan.files import read_json
 from textgan.studies.compare import check_new_folder, make_folder, write_report
-from textgan.studies.report import check_targets, compare_recipes, compare_run, floors
+from textgan.studies.report import (
+    check_reference,
+    check_targets,
+    compare_recipes,
+    compare_run,
+    floors,
+)
 
 # What two studies must share for their runs to sit in one table.
 SAME_SETTINGS = ("corpus", "eval_minutes", "diag_minutes", "ckpt_minutes", "eval_samples", "device")
@@ -95,10 +101,11 @@ def rebuild_report(
     out: str | Path | None = None,
     targets: Sequence[float] | None = None,
     recipes: Sequence[str] | None = None,
+    reference: str | None = None,
 ) -> dict[str, Any]:
     """Reread the runs of the compare studies ``sources`` and write their report to ``out``
-    (default: the one source); ``targets`` default to the first study's, ``recipes`` (names)
-    to all of them. Returns the report."""
+    (default: the one source); ``targets`` and ``reference`` default to the first study's,
+    ``recipes`` (names) to all of them. Returns the report."""
     folders = [Path(s) for s in sources]
     if not folders:
         raise UserError("no study given; name at least one study folder")
@@ -109,16 +116,22 @@ def rebuild_report(
         check_new_folder(out, "report folder")
     if targets is not None:
         check_targets(targets)
+    if reference is not None:
+        check_reference(reference)
     studies = [(folder, load_study(folder)) for folder in folders]
     _check_alike(studies)
     kept = _keep(_recipes(studies), recipes)
     first = studies[0][1]
     targets = list(targets) if targets is not None else list(first["settings"]["targets"])
+    # A study from before the choice was measured against the training lines.
+    reference = reference or first["settings"].get("reference", "train")
     rows, run_dirs = [], []
     for folder, study in studies:
         for run in (r for r in study["runs"] if r["recipe"] in kept):
             run_dir = folder / run["run"]
-            row = compare_run(run_dir, run["recipe"], run["seed"], run["status"], targets)
+            row = compare_run(
+                run_dir, run["recipe"], run["seed"], run["status"], targets, reference
+            )
             row["status"] = status_now(run_dir, row, run["status"], study["settings"]["minutes"])
             row["run"] = run["run"] if folder == out else os.path.relpath(run_dir, out)
             rows.append(row)
@@ -132,6 +145,7 @@ def rebuild_report(
             "seeds": sorted({row["seed"] for row in rows}),
             "minutes": max(study["settings"]["minutes"] for _, study in studies),
             "targets": targets,
+            "reference": reference,
         },
         "machine": {**first["machine"], "runs_at_once": _runs_at_once(studies)},
         "ema": all(study["ema"] for _, study in studies),

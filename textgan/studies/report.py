@@ -1,8 +1,11 @@
 """What a study found, read back from its runs' logs: rows, tables, the time-to-quality figure.
 
 **Quality** is the JS-4 of the generator's weight average (``ema_js4``), or of the raw generator
-(``js4``) in a run without the average. **Minutes to a target** is the ``time`` of the first
-evaluation whose quality is at or below the target (``None``: not reached within the budget).
+(``js4``) in a run without the average, against the study's **reference**: the training lines
+(``train``, the paper's protocol) or the held-out lines (``heldout``: ``heldout_js4``, where a
+copied training line scores no better than real text). **Minutes to a target** is the ``time``
+of the first evaluation whose quality is at or below the target (``None``: not reached within
+the budget).
 """
 
 from __future__ import annotations
@@ -20,6 +23,15 @@ from textgan.files.rundir import DIAGNOSTICS, METRICS
 
 # One line style per seed in the figure; dashes are kept for the floor.
 SEED_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+# What quality's JS-4 can be measured against, as the table's note says it.
+REFERENCE_TEXT = {
+    "train": "the training lines (the paper's protocol)",
+    "heldout": "the held-out lines outside the floor's real ones (where a copied training line "
+    "scores no better than real text)",
+}
+REFERENCES = tuple(REFERENCE_TEXT)
+# What the table shows of the quality generator's last evaluation, besides quality itself.
+SAMPLE_RATES = ("copy_rate", "unique_rate")
 
 
 def check_targets(targets: Sequence[float]) -> None:
@@ -28,10 +40,46 @@ def check_targets(targets: Sequence[float]) -> None:
         raise UserError(f"--targets are JS-4 values in (0, 1], got {tuple(targets)}")
 
 
-def quality(row: dict[str, Any]) -> float | None:
-    """The EMA generator's JS-4 of an evaluation row, the raw one's without EMA."""
-    value = row.get("ema_js4", row.get("js4"))
+def check_reference(reference: str) -> None:
+    if reference not in REFERENCES:
+        raise UserError(f"--reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+
+
+def check_heldout_left(reference: str, n: int, held: int) -> None:
+    """JS against held-out lines compares with the ones outside the ``n`` real lines of the
+    floor: refuse ``heldout`` when those are all ``held`` lines of the held-out split."""
+    if reference == "heldout" and n >= held:
+        raise UserError(
+            f"--reference heldout compares the samples with the held-out lines outside the "
+            f"{n} real ones of the floor, and the corpus holds out {held}: use --eval-samples "
+            f"{held // 2} or fewer, or prepare the corpus with a larger --holdout"
+        )
+
+
+def js_key(reference: str = "train", n: int = 4) -> str:
+    """The evaluation row's key of JS-n against ``reference``."""
+    return f"js{n}" if reference == "train" else f"{reference}_js{n}"
+
+
+def quality_name(ema: bool = True, reference: str = "train") -> str:
+    """``EMA JS-4``, ``JS-4``, ``EMA held-out JS-4``…: what quality is, for tables and lines."""
+    return "EMA " * ema + "held-out " * (reference == "heldout") + "JS-4"
+
+
+def quality(row: dict[str, Any], reference: str = "train") -> float | None:
+    """The EMA generator's JS-4 against ``reference`` of an evaluation row, the raw one's
+    without EMA."""
+    key = js_key(reference)
+    value = row.get(f"ema_{key}", row.get(key))
     return value if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def generator_values(row: dict[str, Any]) -> dict[str, Any]:
+    """JS-4 against both references and the sample rates of the generator quality scores
+    (the EMA one when the run has it) in an evaluation row."""
+    prefix = "ema_" if "ema_js4" in row else ""
+    keys = [js_key(r) for r in REFERENCES] + list(SAMPLE_RATES)
+    return {key: row.get(prefix + key) for key in keys}
 
 
 def evaluations(run_dir: Path) -> list[dict[str, Any]]:
@@ -39,10 +87,12 @@ def evaluations(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in read_rows(run_dir / METRICS) if "js1" in r]
 
 
-def minutes_to(evals: Sequence[dict[str, Any]], target: float) -> float | None:
+def minutes_to(
+    evals: Sequence[dict[str, Any]], target: float, reference: str = "train"
+) -> float | None:
     """Wall-clock minutes until quality first reached ``target``; None if it never did."""
     for row in evals:
-        value = quality(row)
+        value = quality(row, reference)
         if value is not None and value <= target:
             return row["time"] / 60.0
     return None
@@ -63,12 +113,14 @@ def seconds_per_iteration(train_rows: Sequence[dict]) -> float | None:
 
 
 def floors(run_dirs: Sequence[Path]) -> dict[str, float | None]:
-    """The real-vs-real floors (the same corpus and sample count for every run)."""
+    """The real-vs-real floors of JS-1..4 against each reference and of the sample rates (the
+    same corpus and sample count for every run; None for what a run did not log)."""
+    keys = [js_key(r, n) for r in REFERENCES for n in range(1, 5)] + list(SAMPLE_RATES)
     for run_dir in run_dirs:
         evals = [r for r in read_rows(run_dir / METRICS) if "floor_js1" in r]
         if evals:
-            return {f"js{n}": evals[-1][f"floor_js{n}"] for n in range(1, 5)}
-    return {f"js{n}": None for n in range(1, 5)}
+            return {key: evals[-1].get(f"floor_{key}") for key in keys}
+    return dict.fromkeys(keys)
 
 
 def summarize_run(run_dir: Path, status: str = "ok") -> dict[str, Any]:
@@ -95,7 +147,12 @@ def summarize_run(run_dir: Path, status: str = "ok") -> dict[str, Any]:
 
 
 def compare_run(
-    run_dir: Path, recipe: str, seed: int, status: str, targets: Sequence[float]
+    run_dir: Path,
+    recipe: str,
+    seed: int,
+    status: str,
+    targets: Sequence[float],
+    reference: str = "train",
 ) -> dict[str, Any]:
     """One run of a time-to-quality study: final numbers, speed and minutes to each target."""
     rows = read_rows(run_dir / METRICS)
@@ -114,8 +171,11 @@ def compare_run(
         "evaluations": len(evals),
         **{f"js{n}": last.get(f"js{n}") for n in range(1, 5)},
         **{f"ema_js{n}": last.get(f"ema_js{n}") for n in range(1, 5)},
-        "quality": quality(last) if last else None,
-        "minutes_to_target": [minutes_to(evals, target) for target in targets],
+        "heldout_js4": last.get("heldout_js4"),
+        "ema_heldout_js4": last.get("ema_heldout_js4"),
+        **{k: generator_values(last)[k] for k in SAMPLE_RATES},  # the quality generator's
+        "quality": quality(last, reference) if last else None,
+        "minutes_to_target": [minutes_to(evals, target, reference) for target in targets],
     }
 
 
@@ -148,6 +208,7 @@ def compare_recipes(runs: Sequence[dict[str, Any]], names: Sequence[str]) -> lis
                     spread([r["minutes_to_target"][i] for r in mine]) for i in range(n_targets)
                 ],
                 "quality": spread([r["quality"] for r in mine]),
+                **{k: spread([r[k] for r in mine]) for k in SAMPLE_RATES},
                 "iters_per_second": spread([r["iters_per_second"] for r in mine]),
             }
         )
@@ -189,9 +250,10 @@ def _run_minutes(result: dict[str, Any]) -> str:
 def compare_markdown(result: dict[str, Any]) -> str:
     """The study as markdown: per recipe (mean and range over seeds), then per run."""
     s, m = result["settings"], result["machine"]
-    targets = s["targets"]
-    quality_name = "EMA JS-4" if result["ema"] else "JS-4"
+    targets, reference = s["targets"], s.get("reference", "train")
+    key, floor = js_key(reference), result["floors"]
     heads = [f"min to ≤ {t:g}" for t in targets]
+    rates = ["copies", "unique"]
     lines = [
         "# Time to quality",
         "",
@@ -201,26 +263,36 @@ def compare_markdown(result: dict[str, Any]) -> str:
         f"{m['threads_per_run']} thread(s) each on {m['cpu']} ({m['usable_cores']} usable "
         f"cores), {m['platform']}, torch {m['torch']}.",
         "",
-        f"| recipe | {' | '.join([*heads, f'final {quality_name}', 'iterations / s'])} |",
-        "|---|" + "---:|" * (len(targets) + 2),
-        _row(["real vs real (floor)", *[""] * len(targets), fmt(result["floors"]["js4"]), ""]),
-    ]
+        _row(["recipe", *heads, f"final {quality_name(result['ema'], reference)}", *rates,
+              "iterations / s"]),
+        "|---|" + "---:|" * (len(targets) + 4),
+        _row(["real vs real (floor)", *[""] * len(targets), fmt(floor.get(key)),
+              *(fmt(floor.get(k), ".1%") for k in SAMPLE_RATES), ""]),
+    ]  # fmt: skip
     for r in result["recipes"]:
         cells = [_cell(t, ".2f") for t in r["minutes_to_target"]]
-        cells += [_cell(r["quality"], ".3f"), _cell(r["iters_per_second"], ".1f")]
-        lines.append(_row([r["recipe"], *cells]))
+        cells += [_cell(r["quality"], ".3f")]
+        cells += [_cell(r[k], ".1%") if r[k]["reached"] else "—" for k in SAMPLE_RATES]
+        lines.append(_row([r["recipe"], *cells, _cell(r["iters_per_second"], ".1f")]))
     lines += [
         "",
-        f"| run | recipe | seed | status | iterations | iterations / s | JS-4 | EMA JS-4 "
-        f"| {' | '.join(heads)} |",
-        "|---|---|---:|---|---:|---:|---:|---:|" + "---:|" * len(targets),
-    ]
+        _row(["run", "recipe", "seed", "status", "iterations", "iterations / s",
+              quality_name(False, reference), quality_name(True, reference), *rates, *heads]),
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(targets),
+    ]  # fmt: skip
     for r in result["runs"]:
         cells = [r["run"], r["recipe"], str(r["seed"]), r["status"], str(r["iterations"])]
-        cells += [fmt(r["iters_per_second"], ".1f"), fmt(r["js4"]), fmt(r["ema_js4"])]
+        cells += [fmt(r["iters_per_second"], ".1f"), fmt(r[key]), fmt(r[f"ema_{key}"])]
+        cells += [fmt(r[k], ".1%") for k in SAMPLE_RATES]
         cells += [fmt(v, ".2f") for v in r["minutes_to_target"]]
         lines.append(_row(cells))
     lines += ["", "Minutes: wall-clock time of the first evaluation at or below the target."]
+    lines.append(f"JS-4 against {REFERENCE_TEXT[reference]}.")
+    lines.append(
+        "Copies, unique: share of the last evaluation's samples (the EMA generator's when it "
+        "has one) equal to a training line, and distinct; the floor row, of as many real "
+        "held-out lines."
+    )
     if result.get("sources"):
         lines.append(f"Rebuilt from the runs of {', '.join(result['sources'])} as they are now.")
     return "\n".join(lines) + "\n"
@@ -285,20 +357,22 @@ def time_figure(result: dict[str, Any], out: Path):
     ax = axes[0, 0]
     names = [r["recipe"] for r in result["recipes"]]
     colour = dict(zip(names, colors(len(names)), strict=True))
-    seeds = result["settings"]["seeds"]
+    seeds, reference = result["settings"]["seeds"], result["settings"].get("reference", "train")
     for run in result["runs"]:
-        points = [(row["time"] / 60.0, quality(row)) for row in evaluations(out / run["run"])]
+        rows = evaluations(out / run["run"])
+        points = [(row["time"] / 60.0, quality(row, reference)) for row in rows]
         points = [(t, q) for t, q in points if q is not None]
         if points:
             style = SEED_STYLES[seeds.index(run["seed"]) % len(SEED_STYLES)]
             xs, ys = zip(*points, strict=True)
             label = f"{run['recipe']}, seed {run['seed']}"
             ax.plot(xs, ys, ls=style, marker=".", ms=4, color=colour[run["recipe"]], label=label)
-    if result["floors"]["js4"] is not None:
-        ax.axhline(result["floors"]["js4"], color="0.3", ls="--", lw=1, label="real vs real")
+    floor = result["floors"].get(js_key(reference))
+    if floor is not None:
+        ax.axhline(floor, color="0.3", ls="--", lw=1, label="real vs real")
     for target in result["settings"]["targets"]:
         ax.axhline(target, color="0.6", ls=":", lw=0.8)
-    what = "EMA JS-4" if result["ema"] else "JS-4"
+    what = quality_name(result["ema"], reference)
     ax.set_title(f"{what} of argmax samples (dashed: floor; dotted: targets)")
     ax.set_xlabel("wall-clock minutes")
     ax.set_ylabel(what)

@@ -13,6 +13,9 @@ several ``tune`` processes, on one machine or many, share one study::
     OUT/logs/               each trial's config and stderr
     OUT/best.json           the best trial's recipe in the --config format
 
+The JS-4 is against ``reference`` (``textgan.studies.report``); each evaluation also sets the
+trial's user attributes ``js4``, ``heldout_js4``, ``copy_rate`` and ``unique_rate``.
+
 ``--trials N`` counts finished (complete or pruned) trials of the whole study. A running trial
 writes a heartbeat every ``heartbeat`` seconds into its user attributes; one silent for three
 times that is failed by any ``tune`` process sharing the study, so a killed process does not
@@ -21,39 +24,32 @@ block it (this works on every storage; Optuna's own heartbeat covers relational 
 
 from __future__ import annotations
 
-import json
 import math
-import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textgan.errors import UserError
 from textgan.files import disk_error, write_json
-from textgan.files.rundir import METRICS
 from textgan.studies.recipes import Layers, clock_fields, merge, parse_recipe
-from textgan.studies.report import quality
+from textgan.studies.report import (
+    check_heldout_left,
+    check_reference,
+    quality_name,
+)
 from textgan.studies.runs import (
-    LOGS,
     Child,
     Echo,
-    cpu_model,
     default_threads,
     forwarding_signals,
-    last_line,
-    start_child,
 )
 from textgan.studies.tune_space import check_space, load_space, parse_space, sample
 from textgan.studies.tune_study import PRUNERS, make_sampler, open_storage, open_study, storage_url
+from textgan.studies.tune_trial import POLL_S, TrialRun
 
-# The message of textgan.training.loop._diverged: a run stopped by non-finite losses or weights.
-DIVERGED = "training diverged"
 MAX_FAILURES_IN_A_ROW = 3  # a setting every trial fails on must not loop forever
-POLL_S = 0.5
-STOP_WAIT_S = 60.0  # a pruned trial's run saves a checkpoint on SIGTERM; then it is killed
 BEST = "best.json"
 _DONE = object()  # what _claim returns once the study has its trials
 
@@ -78,6 +74,7 @@ class TuneConfig:
     eval_samples: int = 640
     data_dir: str = "data"
     heartbeat: float = 10.0
+    reference: str = "train"  # what the objective's JS-4 is against (textgan.studies.report)
 
     @property
     def interval(self) -> float:
@@ -98,6 +95,7 @@ class TuneConfig:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
         if self.pruner not in PRUNERS:
             raise UserError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        check_reference(self.reference)
 
     def study_layer(self) -> Layers:
         """What every trial shares, over the recipe and the sampled settings."""
@@ -111,20 +109,14 @@ class TuneConfig:
     def identity(self, space: Any) -> dict[str, Any]:
         """What a study was started with: a rerun or another process must agree on it."""
         keys = ("corpus", "recipe", "minutes", "eval_samples", "seed")
+        # Studies started before the choice have no reference: they were against training lines.
+        objective = {"reference": self.reference} if self.reference != "train" else {}
         return {
             **{k: getattr(self, k) for k in keys},
             "eval_minutes": self.interval,
             "space": space,
+            **objective,
         }
-
-
-def step_of(seconds: float, interval_s: float, budget_s: float) -> int:
-    """The intermediate step of an evaluation at ``seconds``: its index on the wall-clock grid
-    (k once k intervals had passed; for the last one the budget's, rounded up), so that every
-    trial reports at the same steps and the pruner compares like with like."""
-    if seconds >= budget_s:
-        return math.ceil(budget_s / interval_s - 1e-9)
-    return math.floor(seconds / interval_s + 1e-9)
 
 
 class Tuner:
@@ -139,6 +131,10 @@ class Tuner:
         self.stop: list[int] = []
         self.errors: list[BaseException] = []
         self.failures_in_row = 0
+        # self.stop is replaced in run(): the runner reads it through the lambda.
+        self.trial_run = TrialRun(
+            cfg, self.recipe, self.threads, out, echo, self.children, lambda: bool(self.stop)
+        )
 
     def run(self) -> int | None:
         """Work with ``cfg.jobs`` trials at a time; the signal that stopped it, if any."""
@@ -163,7 +159,7 @@ class Tuner:
                     time.sleep(POLL_S)  # the rest is running elsewhere: wait for it
                     continue
                 trial, values = claimed
-                self._finish(trial, *self._run(trial, values))
+                self._finish(trial, *self.trial_run(trial, values))
         except BaseException as err:  # a bug: the main thread raises it
             self.errors.append(err)
 
@@ -214,71 +210,6 @@ class Tuner:
                     "(the process running it stopped)"
                 )
 
-    def _run(self, trial: Any, values: Layers) -> tuple[str, float | None, str]:
-        """Train one trial; its end (``complete``, ``pruned`` or ``failed``), value and why."""
-        name = f"trial-{trial.number:04d}"
-        run_dir = self.out / name
-        trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("machine", {"cpu": cpu_model(), "threads": self.threads})
-        shown = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
-        self.echo(f"tune: trial {trial.number} ({shown}) → {run_dir}")
-        sections = merge(self.recipe.sections(), values, self.cfg.study_layer())
-        child = start_child(name, sections, run_dir, self.cfg.device, self.threads, self.out / LOGS)
-        self.children[trial.number] = child
-        try:
-            return self._follow(trial, child, run_dir / METRICS)
-        finally:
-            del self.children[trial.number]
-
-    def _follow(self, trial: Any, child: Child, metrics: Path) -> tuple[str, float | None, str]:
-        """Report each evaluation of a running trial; stop it when the pruner says so."""
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        budget_s, interval_s = 60 * self.cfg.minutes, 60 * self.cfg.interval
-        offset, last_step, value, beat = 0, -1, None, time.monotonic()
-        try:
-            while True:
-                code = child.proc.poll()
-                rows, offset = read_new_rows(metrics, offset)
-                for row in rows:
-                    value = quality(row) if "js1" in row else value
-                    step = step_of(row["time"], interval_s, budget_s) if "js1" in row else -1
-                    if value is not None and step > last_step:
-                        trial.report(value, step)
-                        last_step = step
-                        if trial.should_prune():
-                            # Its heartbeat goes on while the run saves and stops.
-                            stop_child(child, lambda: self._beat(trial), self.cfg.heartbeat)
-                            when = f"evaluation {step}, {row['time']:.0f} s"
-                            return "pruned", value, f"pruned at {when}"
-                if code is not None:
-                    return self._ended(child, code, value)
-                if time.monotonic() - beat >= self.cfg.heartbeat:
-                    self._beat(trial)
-                    beat = time.monotonic()
-                time.sleep(POLL_S)
-        except UpdateFinishedTrialError:  # failed by another process that saw no heartbeat
-            stop_child(child)
-            return "gone", None, "failed by another process (no heartbeat)"
-
-    @staticmethod
-    def _beat(trial: Any) -> None:
-        trial.set_user_attr("heartbeat", time.time())
-
-    def _ended(self, child: Child, code: int, value: float | None) -> tuple[str, float | None, str]:
-        line = last_line(child.log)
-        if code == 0:
-            if value is None:
-                return "failed", None, f"no evaluation in its metrics; see {child.log}"
-            return "complete", value, ""
-        if self.stop:
-            return "failed", value, "interrupted"
-        if DIVERGED in line:
-            return "pruned", value, line.removeprefix("textgan: error: ")
-        if code < 0:
-            return "failed", value, f"killed by signal {-code}"
-        return "failed", value, f"{line or f'exit status {code}'} (see {child.log})"
-
     def _finish(self, trial: Any, end: str, value: float | None, why: str) -> None:
         """Tell the study how the trial ended, unless another process failed it meanwhile."""
         if end == "gone" or not self._tell(trial, end, value, why):
@@ -291,7 +222,8 @@ class Tuner:
                 raise UserError(
                     f"{MAX_FAILURES_IN_A_ROW} trials in a row failed, the last one with: {why}"
                 )
-        shown = f"EMA JS-4 {value:.3f}" if value is not None else "no evaluation"
+        name = quality_name(True, self.cfg.reference)
+        shown = f"{name} {value:.3f}" if value is not None else "no evaluation"
         self.echo(f"tune: trial {trial.number} {end}: {shown}{f' ({why})' if why else ''}")
 
     def _tell(self, trial: Any, end: str, value: float | None, why: str) -> bool:
@@ -308,48 +240,6 @@ class Tuner:
         except UpdateFinishedTrialError:  # failed between the check and the write
             return False
         return told.state == state
-
-
-def _show(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def read_new_rows(path: Path, offset: int) -> tuple[list[dict], int]:
-    """The complete JSON lines appended to ``path`` since byte ``offset``, and the new offset."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
-    rows = []
-    for line in data[:end].splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows, offset + end
-
-
-def stop_child(child: Child, beat: Callable[[], None] = lambda: None, every: float = 1.0) -> None:
-    """Stop a trial's run: SIGTERM (it saves a checkpoint and exits), then SIGKILL if it hangs;
-    ``beat`` is called every ``every`` seconds of the wait."""
-    import subprocess
-
-    if child.proc.poll() is None:
-        child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                child.proc.wait(timeout=min(every, left))
-                return
-            except subprocess.TimeoutExpired:
-                beat()
-        child.proc.kill()
-        child.proc.wait()
 
 
 def best_config(study: Any, tuner: Tuner) -> tuple[Any, Layers] | None:
@@ -375,7 +265,7 @@ def run_tune(
     Returns the study's name, storage, trial counts by state, the best trial and the signal that
     stopped this process early (None when it ran to the end).
     """
-    from textgan.training.loop import resolve_run_config
+    from textgan.training.setup import resolve_run_config
 
     cfg.validate()
     out = Path(out) if out is not None else Path("runs") / cfg.study_name
@@ -390,9 +280,10 @@ def run_tune(
     except OSError as err:
         raise disk_error(out, err, "create study folder") from None
     storage = open_storage(url)
-    study = open_study(storage, cfg.study_name, cfg.seed, cfg.pruner, cfg.identity(space))
     # Prepares the corpus once, here, so that trials starting together find its cache.
-    resolve_run_config(merge(base, {"train": {"device": cfg.device}}), progress=True)
+    config, prepared = resolve_run_config(merge(base, {"train": {"device": cfg.device}}), True)
+    check_heldout_left(cfg.reference, config.train.eval_samples, len(prepared.heldout))
+    study = open_study(storage, cfg.study_name, cfg.seed, cfg.pruner, cfg.identity(space))
     tuner = Tuner(cfg, study, params, out, echo)
     stopped_by = tuner.run()
     counts: dict[str, int] = {}

@@ -104,7 +104,7 @@ def open_study(storage: Any, name: str, seed: int, pruner: str, identity: dict[s
     if saved is None:
         study.set_user_attr("textgan", identity)
     elif saved != identity:
-        differ = sorted(k for k in identity if saved.get(k) != identity[k])
+        differ = sorted(k for k in saved.keys() | identity if saved.get(k) != identity.get(k))
         raise UserError(
             f"study {name!r} in this storage was started with other settings "
             f"({', '.join(differ)}); rerun it with the same ones, or choose another "

@@ -1,6 +1,8 @@
 """A run's evaluations: when they are due (every N iterations or on a wall-clock grid, as are
-diagnostics and checkpoints), the argmax samples they score (from noise seeded by the run) and
-the JS of the raw and averaged generator against the held-out text."""
+diagnostics and checkpoints), the
+argmax samples they score (from noise seeded by the run) and the metrics of the raw and averaged
+generator (``TRAINING_METRICS``: JS against the training and the held-out lines, unique and copy
+rates)."""
 
 from __future__ import annotations
 
@@ -17,24 +19,27 @@ from textgan.training.trainer import Trainer
 
 
 def make_evaluator(config: RunConfig, prepared: PreparedCorpus, progress: bool) -> Any:
-    """The JS evaluator (rank 0 evaluates; None on the other ranks)."""
+    """The evaluator of ``TRAINING_METRICS`` (rank 0 evaluates; None on the other ranks)."""
     if not distributed.is_rank0():
         return None
     from textgan.metrics import JSEvaluator
+    from textgan.metrics.evaluator import TRAINING_METRICS
 
-    return JSEvaluator(prepared, n_samples=config.train.eval_samples, progress=progress)
+    n = config.train.eval_samples
+    return JSEvaluator(prepared, n_samples=n, progress=progress, metrics=TRAINING_METRICS)
 
 
 def evaluate(trainer: Trainer, evaluator: Any, config: RunConfig) -> tuple[dict, np.ndarray]:
-    """JS-1..4 of ``eval_samples`` argmax samples drawn from a fixed noise seed, and with EMA
-    on, ``ema_js1..4`` of the EMA generator's from the same noise (the floors are the same).
-    The ids returned are the EMA generator's when EMA is on, else the generator's."""
+    """The metrics of ``eval_samples`` argmax samples drawn from a fixed noise seed with their
+    floors, and with EMA on, ``ema_<key>`` of the EMA generator's from the same noise (the
+    floors are the same). The ids returned are the EMA generator's when EMA is on."""
     ids = argmax_ids(trainer.generator, config, trainer.device)
     scores = evaluator(ids)
     if trainer.ema is not None:
         ids = argmax_ids(trainer.ema, config, trainer.device)
         ema = evaluator(ids)
-        scores.update({f"ema_{k}": v for k, v in ema.items() if k.startswith("js")})
+        own = {k: v for k, v in ema.items() if k != "n_samples" and not k.startswith("floor_")}
+        scores.update({f"ema_{k}": v for k, v in own.items()})
     return scores, ids
 
 
