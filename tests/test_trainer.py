@@ -230,8 +230,8 @@ def test_a_model_beyond_memory_is_refused_before_it_is_built(monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("the networks were built")
 
-    monkeypatch.setattr(TR, "Generator", never)
-    monkeypatch.setattr(TR, "Critic", never)
+    monkeypatch.setattr(TR, "make_generator", never)
+    monkeypatch.setattr(TR, "make_critic", never)
     config = _config(model={"dim": 10**8})
     with pytest.raises(UserError, match=r"lower model\.dim \(now 100,000,000\), model\.blocks"):
         TR.Trainer(config, _ids(), torch.device("cpu"))

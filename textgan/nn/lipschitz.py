@@ -1,19 +1,22 @@
-"""Critic and generator losses, and the Lipschitz constraints the WGAN-GP analysis compares.
+"""The Lipschitz constraints of the critic, and the critic's and generator's losses they enter.
 
 Every constraint is one ``Constraint`` entry in ``CONSTRAINTS``: an optional per-sample penalty
 on the critic's slope, an optional setup step (spectral norm) and an optional step after each
-critic update (clipping). Adding a constraint means adding one entry.
+critic update (clipping). Adding a constraint means adding one entry (and its name to
+``config.LIPSCHITZ_KINDS``).
 
-The critic loss is ``mean D(fake) − mean D(real) + λ · mean(penalty)``. The slope a penalty sees
-is measured at interpolates ``x̂ = ε·real + (1 − ε)·fake`` with ``ε ~ U[0, 1]`` drawn once per
-sequence, and a sequence's gradient norm is taken over its whole ``V × L`` input (not over one
-axis, the bug of some ports). ``critic_loss`` here is the plain backend (double
-backpropagation); ``textgan.nn.fast`` has the closed-form one, and both build the loss and its
-statistics with ``loss_and_stats``.
+The critic loss is the loss of ``cfg.loss`` (``textgan.nn.losses``; the paper's
+``mean D(fake) − mean D(real)``) ``+ λ · mean(penalty)``. The slope a penalty sees is measured
+at interpolates ``x̂ = ε·real + (1 − ε)·fake`` with ``ε ~ U[0, 1]`` drawn once per sequence
+(``r1``: at the real rows themselves), and a sequence's gradient norm is taken over its whole
+``V × L`` input (not over one axis, the bug of some ports). ``critic_loss`` here is the plain
+backend (double backpropagation); ``textgan.nn.fast`` has the closed-form one, and both build
+the loss and its statistics with ``loss_and_stats``.
 
 Statistics returned with the loss (detached scalar tensors):
 
-* ``wasserstein``: ``mean D(real) − mean D(fake)``, the critic's estimate of W;
+* ``wasserstein``: ``mean D(real) − mean D(fake)``, the critic's estimate of W (with another
+  loss than ``wgan``, just the gap between the two scores);
 * ``d_real``, ``d_fake``: the two means;
 * ``gp``: the mean per-sample penalty **before** multiplying by λ (so runs with different λ
   compare), 0 for constraints without a penalty; ``penalty`` is ``λ · gp``, the term in the loss;
@@ -35,6 +38,7 @@ from torch.nn.utils import parametrize
 
 from textgan.config import LIPSCHITZ_KINDS, LipschitzConfig
 from textgan.errors import UserError
+from textgan.nn.losses import LOSSES
 from textgan.nn.spectral import ConvSpectralNorm
 
 Tensor = torch.Tensor
@@ -80,18 +84,24 @@ def _one_sided(slope: Tensor, target: float) -> Tensor:
     return torch.relu(slope - target).square()
 
 
+def _zero_centred(slope: Tensor, target: float) -> Tensor:
+    return 0.5 * slope.square()  # R1's γ/2·‖∇D‖², γ = λ; no target: it pulls towards 0
+
+
 @dataclass(frozen=True)
 class Constraint:
     """How one Lipschitz constraint enters training.
 
     ``penalty`` maps per-sample slopes to per-sample penalties (None: no penalty). ``slope`` says
     which slope it sees: ``"gradient"`` (‖∇x̂ D‖, needs double backpropagation) or
-    ``"difference"`` (|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ between two interpolates, first order only).
+    ``"difference"`` (|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ between two interpolates, first order only);
+    ``on_real``: the gradient at the real rows instead of at interpolates.
     """
 
     description: str
     penalty: Callable[[Tensor, float], Tensor] | None = None
     slope: str = "gradient"
+    on_real: bool = False
     setup: Callable[[nn.Module, LipschitzConfig], None] = _nothing
     after_step: Callable[[nn.Module, LipschitzConfig], None] = _nothing
 
@@ -103,6 +113,11 @@ CONSTRAINTS: dict[str, Constraint] = {
         "finite-difference penalty λ·(|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ − K)²",
         penalty=_two_sided,
         slope="difference",
+    ),
+    "r1": Constraint(
+        "zero-centred gradient penalty on the real rows λ·½‖∇D(x)‖² (R1, Mescheder et al. 2018)",
+        penalty=_zero_centred,
+        on_real=True,
     ),
     "clip": Constraint(
         "weight clipping to [−c, c] after each critic step", after_step=_clip_weights
@@ -138,8 +153,31 @@ def check_critic_norm(critic_norm: str, cfg: LipschitzConfig) -> None:
         )
 
 
+def check_loss(cfg: LipschitzConfig) -> None:
+    """Refuse a loss the constraint cannot keep finite (UserError): a linear loss (``wgan``)
+    with a constraint on the real rows only (``r1``), where the critic could lower D(fake)
+    without bound away from the data."""
+    if LOSSES[cfg.loss].linear and CONSTRAINTS[cfg.kind].on_real:
+        bounded = " or ".join(k for k, loss in LOSSES.items() if not loss.linear)
+        raise UserError(
+            f"lipschitz.loss {cfg.loss} cannot be trained with lipschitz.kind {cfg.kind}: the "
+            f"{cfg.loss} loss is linear in the critic's score and {cfg.kind} constrains the "
+            "critic on the real rows only, so its score of the fakes could fall without bound; "
+            f"use lipschitz.loss {bounded} with {cfg.kind}, or another lipschitz.kind"
+        )
+
+
+def check_choices(critic_norm: str, penalty_every: int, cfg: LipschitzConfig) -> None:
+    """Every refusal of a loss, constraint, critic normalization and lazy penalty that do not
+    go together (UserError), before anything is built."""
+    check_loss(cfg)
+    check_critic_norm(critic_norm, cfg)
+    check_penalty_every(penalty_every, cfg)
+
+
 def apply_constraint(critic: nn.Module, cfg: LipschitzConfig) -> nn.Module:
     """Prepare ``critic`` for ``cfg`` once, before training (e.g. spectral norm); returns it."""
+    check_loss(cfg)
     check_critic_norm("batch" if _has_batch_norm(critic) else "none", cfg)
     CONSTRAINTS[cfg.kind].setup(critic, cfg)
     return critic
@@ -193,30 +231,32 @@ def loss_and_stats(
     per-sample slopes the penalty sees (None without a penalty) and the per-sample ‖∇x̂ D‖
     (None when not measured). Both backends end here, so they report the same statistics."""
     con = CONSTRAINTS[cfg.kind]
-    d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
-    gp = d_real.new_zeros(())
+    gp = wide(d_real).new_zeros(())
     stats: dict[str, Tensor] = {}
     if con.penalty is not None:
         gp = con.penalty(wide(slopes), cfg.target).mean()
         if con.slope == "difference":
             stats["fd_slope"] = slopes.mean().detach()
-    loss, base = unpenalized_loss(d_real, d_fake)
+    loss, base = unpenalized_loss(d_real, d_fake, cfg.loss)
     stats.update(base, gp=gp.detach(), penalty=(cfg.lam * gp).detach())
     if grad_norms is not None:
         stats["grad_norm"] = grad_norms.mean().detach()
     return loss + cfg.lam * gp, stats
 
 
-def unpenalized_loss(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """``mean D(fake) − mean D(real)`` and its statistics, from per-sample (or mean) scores: the
-    whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``)."""
-    d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
+def unpenalized_loss(
+    d_real: Tensor, d_fake: Tensor, loss: str = "wgan"
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The critic's ``loss`` (``textgan.nn.losses``) of per-sample scores and its statistics:
+    the whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``)."""
+    d_real, d_fake = wide(d_real), wide(d_fake)
+    real_mean, fake_mean = d_real.mean(), d_fake.mean()
     stats = {
-        "wasserstein": (d_real - d_fake).detach(),
-        "d_real": d_real.detach(),
-        "d_fake": d_fake.detach(),
+        "wasserstein": (real_mean - fake_mean).detach(),
+        "d_real": real_mean.detach(),
+        "d_fake": fake_mean.detach(),
     }
-    return d_fake - d_real, stats
+    return LOSSES[loss].critic(d_real, d_fake), stats
 
 
 def check_penalty_every(every: int, cfg: LipschitzConfig) -> None:
@@ -246,9 +286,12 @@ def critic_loss(
     interpolates are detached from ``fake``.
     """
     con = CONSTRAINTS[cfg.kind]
-    need_grad = con.penalty is not None and con.slope == "gradient"
+    on_real = con.penalty is not None and con.on_real
+    need_grad = con.penalty is not None and con.slope == "gradient" and not on_real
     measure = need_grad or monitor  # ‖∇x̂ D‖ is needed (penalty) or reported (monitor)
     fd = con.penalty is not None and con.slope == "difference"
+    if on_real:
+        real = real.detach().requires_grad_(True)
     parts = [real, fake]
     if measure or fd:
         # Only a measured gradient needs x̂ as a leaf; gp-fd without monitoring stays first order.
@@ -257,7 +300,11 @@ def critic_loss(
         parts.append(interpolate(real, fake, rng, shuffle=True))
     # Interpolates get their own call: a gradient through one batched call would differentiate
     # (and, for the penalty, double-backpropagate) the real and fake rows too, twice the work.
-    scores = _scores(critic, parts[:2]) + (_scores(critic, parts[2:]) if parts[2:] else [])
+    # For the same reason r1's real rows get theirs.
+    groups = [parts[:1], parts[1:2]] if on_real else [parts[:2]]
+    if parts[2:]:
+        groups.append(parts[2:])
+    scores = [score for group in groups for score in _scores(critic, group)]
 
     norms = None
     if measure:
@@ -266,6 +313,9 @@ def critic_loss(
         )
         norms = per_sample_norm(grad)
     slopes = norms
+    if on_real:
+        (grad,) = torch.autograd.grad(scores[0].sum(), real, create_graph=True, retain_graph=True)
+        slopes = per_sample_norm(grad)
     if fd:
         # Two interpolates can coincide (same pair, near-equal ε); bound the division.
         gap = per_sample_norm(parts[2].detach() - parts[3]).clamp_min(1e-6)
@@ -273,6 +323,7 @@ def critic_loss(
     return loss_and_stats(cfg, scores[0], scores[1], slopes, norms)
 
 
-def generator_loss(critic: nn.Module, fake: Tensor) -> Tensor:
-    """``−mean D(G(z))``: the generator raises the critic's score of its samples."""
-    return -wide(critic(fake)).mean()
+def generator_loss(critic: nn.Module, fake: Tensor, loss: str = "wgan") -> Tensor:
+    """The generator's ``loss`` (``textgan.nn.losses``; the paper's ``−mean D(G(z))``): the
+    generator raises the critic's score of its samples."""
+    return LOSSES[loss].generator(wide(critic(fake)))

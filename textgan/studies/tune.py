@@ -44,7 +44,7 @@ from textgan.studies.runs import (
     last_line,
     start_child,
 )
-from textgan.studies.tune_space import check_space, load_space, parse_space, sample
+from textgan.studies.tune_space import check_space, load_space, parse_space, refusal, sample
 from textgan.studies.tune_study import PRUNERS, make_sampler, open_storage, open_study, storage_url
 
 # The message of textgan.training.loop._diverged: a run stopped by non-finite losses or weights.
@@ -215,6 +215,9 @@ class Tuner:
 
     def _run(self, trial: Any, values: Layers) -> tuple[str, float | None, str]:
         """Train one trial; its end (``complete``, ``pruned`` or ``failed``), value and why."""
+        refused = refusal(self.recipe.layers(merge(values, self.cfg.study_layer())))
+        if refused:  # values that pass alone, not together: outside the space, not a failure
+            return "pruned", None, refused
         name = f"trial-{trial.number:04d}"
         run_dir = self.out / name
         trial.set_user_attr("run_dir", str(run_dir))
