@@ -157,8 +157,8 @@ REFUSED = {("wgan", "r1")}
 def test_every_pair_of_loss_and_constraint_trains_or_is_refused(loss, kind):
     """The one pair that makes no sense is refused: the Wasserstein loss is linear in D and
     R1 constrains D on the real rows only. Every other pair trains a critic and a generator
-    step (clip with hinge too: clipped scores stay below the margin, where hinge is the
-    Wasserstein loss plus a constant)."""
+    step (clip with hinge too: clipping bounds the critic, and inside the margin the hinge is
+    the Wasserstein loss plus a constant)."""
     cfg = LipschitzConfig(kind, loss=loss)
     if (loss, kind) in REFUSED:
         message = rf"lipschitz\.loss {loss} cannot be trained with lipschitz\.kind {kind}: "

@@ -131,8 +131,9 @@ def test_an_unknown_name_in_a_config_file_is_one_line_and_exit_2(tmp_path):
     path.write_text(json.dumps({"model": {"critic": "magic"}}))
     result = CliRunner().invoke(main, ["train", "--corpus", "pydocs", "--config", str(path)])
     assert result.exit_code == 2, result.output
+    names = ", ".join(CRITICS)
     assert result.stderr.strip().splitlines() == [
-        "textgan: error: --critic must be one of paper, got 'magic'"
+        f"textgan: error: --critic must be one of {names}, got 'magic'"
     ]
 
 

@@ -32,10 +32,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from textgan.config import LipschitzConfig
 from textgan.errors import UserError
 from textgan.files import atomic_write_text, disk_error, read_rows, write_json
 from textgan.files.rundir import METRICS
-from textgan.nn.lipschitz import CONSTRAINTS
+from textgan.nn.lipschitz import CONSTRAINTS, check_loss
 from textgan.studies.recipes import Recipe, merge
 from textgan.studies.report import (
     check_targets,
@@ -270,6 +271,8 @@ class StudyConfig:
             )
         if len(set(self.constraints)) != len(self.constraints):
             raise UserError("--constraints names a constraint twice; name each once")
+        for kind in self.constraints:  # r1 with the wgan loss: refused before any run trains
+            check_loss(LipschitzConfig(**{**self.overrides.get("lipschitz", {}), "kind": kind}))
         parse_devices(self.device)
 
 
