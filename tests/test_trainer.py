@@ -238,6 +238,9 @@ def test_a_model_beyond_memory_is_refused_before_it_is_built(monkeypatch):
     big_batch = _config(batch_size=10**12)
     with pytest.raises(UserError, match=r"lower train\.batch_size \(now 1,000,000,000,000\)"):
         TR.Trainer(big_batch, _ids(), torch.device("cpu"))
+    wide_critic = _config(model={"critic_dim": 10**8})  # named where the critic has its own
+    with pytest.raises(UserError, match=r"model\.critic_dim \(now 100,000,000\)"):
+        TR.Trainer(wide_critic, _ids(), torch.device("cpu"))
 
 
 # -- streams and state across ranks (textgan.training.distributed)
