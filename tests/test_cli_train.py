@@ -136,6 +136,10 @@ def test_cpu_projection_of_the_paper_run_names_the_small_preset():
     assert cli_training.cpu_projection(_paper_config(iters=10_000), "cpu") is None  # a day
     small = replace(_paper_config(), model=C.ModelConfig(vocab_size=256, dim=128, blocks=2))
     assert cli_training.cpu_seconds_per_iteration(small) == pytest.approx(8.344 / 16 * 0.4)
+    # A critic twice as wide: its steps do 4x the work, the generator step (both) 2.5x.
+    wide = C.ModelConfig(vocab_size=256, dim=128, blocks=2, critic_dim=256)
+    want = 0.4 / 16 * (10 * 0.791 * 4 + 0.434 * 2.5)
+    assert cli_training.cpu_seconds_per_iteration(replace(small, model=wide)) == pytest.approx(want)
 
 
 def test_train_prints_the_projection_once_and_starts_anyway(data_args, monkeypatch, tmp_path):

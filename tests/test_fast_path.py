@@ -22,6 +22,7 @@ from textgan.config import RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
 from textgan.nn import fast, lipschitz
+from textgan.nn.losses import LOSSES
 from textgan.nn.networks import Critic, Generator, ModelConfig, one_hot
 from textgan.training.trainer import Trainer
 
@@ -576,3 +577,81 @@ def test_position_major_layout_gives_the_same_step():
     torch.testing.assert_close(got[1]["grad_norm"], ref[1]["grad_norm"], rtol=1e-5, atol=1e-6)
     for a, b in zip(torch.autograd.grad(got[0], list(critic.parameters())), ref_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+# -- every loss, r1, and critics besides the paper's ---------------------------------------------
+
+PAIRS = [(loss, "gp") for loss in sorted(LOSSES)] + [("ns", "r1"), ("hinge", "r1")]
+
+
+@pytest.mark.parametrize("monitor", [False, True])
+@pytest.mark.parametrize(("loss", "kind"), PAIRS)
+def test_fast_path_covers_the_paper_critic_with_every_loss_and_r1(loss, kind, monitor):
+    """The closed-form input gradient holds at any input and a loss only maps the scores, so
+    every loss, and R1's penalty at the real rows, take the fast path: the plain path's loss,
+    statistics, weight gradients and random draws, in float64."""
+    cfg, gen, critic = _nets()
+    critic.double()
+    real, fake = (t.double() for t in _batch(cfg, gen))
+    lip = lipschitz.LipschitzConfig(kind=kind, loss=loss, target=0.5)
+    assert fast.fast_loss_supported(critic, lip)
+    out = []
+    for fn in (lipschitz.critic_loss, fast.critic_loss):
+        rng = torch.Generator().manual_seed(3)
+        value, stats = fn(critic, real, fake, lip, rng=rng, monitor=monitor)
+        out.append((value, stats, torch.autograd.grad(value, list(critic.parameters())), rng))
+    (ref, ref_stats, ref_grads, ref_rng), (got, got_stats, got_grads, got_rng) = out
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert got_stats.keys() == ref_stats.keys()
+    assert ("grad_norm" in ref_stats) == (monitor or kind == "gp")
+    for key, value in ref_stats.items():
+        torch.testing.assert_close(got_stats[key], value, rtol=1e-12, atol=1e-12, msg=key)
+    for a, b in zip(got_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.equal(got_rng.get_state(), ref_rng.get_state())
+    assert ref_stats["gp"] > 0
+
+
+def test_a_critic_wider_and_deeper_than_the_generator_keeps_the_fast_path():
+    cfg, gen, critic = _nets(dim=8, blocks=1, critic_dim=12, critic_blocks=3)
+    assert (gen.input.out_features, len(gen.blocks)) == (8 * cfg.seq_len, 1)
+    assert (critic.input.out_channels, len(critic.blocks)) == (12, 3)
+    critic.double()
+    real, fake = (t.double() for t in _batch(cfg, gen))
+    lip = lipschitz.LipschitzConfig(loss="hinge")
+    assert fast.fast_loss_supported(critic, lip)
+    ref = _loss_and_grads(lipschitz.critic_loss, critic, real, fake, lip)
+    got = _loss_and_grads(fast.critic_loss, critic, real, fake, lip)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(got[2], ref[2], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+class HalfCritic(Critic):
+    """A critic of its own (as any registered critic besides the paper's): the paper's layers,
+    every score halved."""
+
+    def forward(self, x):
+        return 0.5 * super().forward(x)
+
+
+def test_any_other_critic_takes_the_plain_path():
+    cfg, gen, paper = _nets()
+    other = HalfCritic(cfg)
+    other.load_state_dict(paper.state_dict())
+    lip = lipschitz.LipschitzConfig(loss="hinge", target=0.5)
+    assert not fast.fast_loss_supported(other, lip)
+    path = fast.FastPath(gen, other, lip, CPU, "fp32")
+    assert not path.explicit and fast.FastPath(gen, paper, lip, CPU, "fp32").explicit
+    real, fake = (t.double() for t in _batch(cfg, gen))
+    other.double()
+    paper.double()
+    got, _ = path.critic_loss(real, fake, rng=torch.Generator().manual_seed(3))
+    # Written out on the paper critic's halved scores, with the same draw of ε.
+    x_hat = lipschitz.interpolate(real, fake, torch.Generator().manual_seed(3), shuffle=False)
+    x_hat.requires_grad_(True)
+    (grad,) = torch.autograd.grad(0.5 * paper(x_hat).sum(), x_hat)
+    d_real, d_fake = 0.5 * paper(real), 0.5 * paper(fake)
+    hinge = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+    want = hinge + 10.0 * ((grad.flatten(1).norm(dim=1) - 0.5) ** 2).mean()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -11,9 +11,11 @@ import pytest
 
 import textgan
 from textgan import devices
+from textgan.config import ModelConfig
 from textgan.nn import memory
 
 GIB = 1 << 30
+CRITIC_16x3 = {"critic_dim": 16, "critic_blocks": 3}
 # The child processes run the textgan under test, wherever they start.
 ENV = {**os.environ, "PYTHONPATH": str(Path(textgan.__file__).parents[1])}
 
@@ -91,14 +93,17 @@ def test_a_run_beyond_the_address_space_limit_is_refused_in_one_line(tmp_path):
     assert not data.exists()  # refused before preparing the corpus
 
 
-def test_the_estimate_reads_sizes_from_any_object():
-    class Sizes:
-        vocab_size, seq_len, dim, blocks, kernel, noise_dim = 10, 32, 8, 1, 5, 16
-
-    g, d = memory.parameter_counts(Sizes())
+@pytest.mark.parametrize(("critic", "width", "depth"), [({}, 8, 1), (CRITIC_16x3, 16, 3)])
+def test_the_estimate_counts_each_networks_own_sizes(critic, width, depth):
+    """Parameters exactly, each network at its own width and depth; activations at the larger
+    of each (a bound from above: the factors were measured on equal networks)."""
+    model = ModelConfig(vocab_size=10, seq_len=32, dim=8, blocks=1, kernel=5, noise_dim=16,
+                        **critic)  # fmt: skip
+    g, d = memory.parameter_counts(model)
     assert g == 16 * 32 * 8 + 32 * 8 + 2 * (8 * 8 * 5 + 8) + 8 * 10 + 10
-    assert d == 10 * 8 + 8 + 2 * (8 * 8 * 5 + 8) + 32 * 8 + 1
-    estimate = memory.estimate(Sizes(), batch_size=2, ema=False)
+    w = width
+    assert d == 10 * w + w + depth * 2 * (w * w * 5 + w) + 32 * w + 1
+    estimate = memory.estimate(model, batch_size=2, ema=False)
     assert estimate.params == memory.BYTES * 5 * (g + d)
-    tensors = memory.BYTES * 2 * 32 * (8 * (8 + 13) + 7 * 10)
+    tensors = memory.BYTES * 2 * 32 * (width * (8 * depth + 13) + 7 * 10)
     assert estimate.activations == int(memory.ALLOCATOR_SLACK * tensors)

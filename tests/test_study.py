@@ -296,6 +296,10 @@ def test_summary_of_a_run_that_stopped_before_logging(tmp_path):
         ({"minutes": 0}, "--minutes must be a positive number"),
         ({"constraints": ("gp", "wgan")}, "unknown constraint(s) wgan"),
         ({"constraints": ("gp", "gp")}, "names a constraint twice"),
+        (
+            {"constraints": ("gp", "r1")},
+            "lipschitz.loss wgan cannot be trained with lipschitz.kind r1",
+        ),
         ({"constraints": ()}, "--constraints is empty"),
         ({"iters": 0}, "iters must be at least 1"),
         (

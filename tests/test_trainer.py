@@ -230,14 +230,17 @@ def test_a_model_beyond_memory_is_refused_before_it_is_built(monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("the networks were built")
 
-    monkeypatch.setattr(TR, "Generator", never)
-    monkeypatch.setattr(TR, "Critic", never)
+    monkeypatch.setattr(TR, "make_generator", never)
+    monkeypatch.setattr(TR, "make_critic", never)
     config = _config(model={"dim": 10**8})
     with pytest.raises(UserError, match=r"lower model\.dim \(now 100,000,000\), model\.blocks"):
         TR.Trainer(config, _ids(), torch.device("cpu"))
     big_batch = _config(batch_size=10**12)
     with pytest.raises(UserError, match=r"lower train\.batch_size \(now 1,000,000,000,000\)"):
         TR.Trainer(big_batch, _ids(), torch.device("cpu"))
+    wide_critic = _config(model={"critic_dim": 10**8})  # named where the critic has its own
+    with pytest.raises(UserError, match=r"model\.critic_dim \(now 100,000,000\)"):
+        TR.Trainer(wide_critic, _ids(), torch.device("cpu"))
 
 
 # -- streams and state across ranks (textgan.training.distributed)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -233,6 +234,24 @@ def _config(tmp_path, trials, eval_samples=64, **kwargs):
 def _trials(out):
     study = optuna.load_study(study_name="tune", storage=f"sqlite:///{out / 'optuna.db'}")
     return study.get_trials()
+
+
+def test_a_trial_that_samples_a_refused_pair_is_pruned_without_running(tmp_path):
+    """Each value passes over the base (wgan over ns with gp, r1 over ns), the pair does not:
+    the trial is pruned with the reason, and no run starts."""
+    from textgan.studies import tune
+
+    space = tmp_path / "pairs.json"
+    space.write_text(json.dumps({"lipschitz.loss": {"choices": ["wgan"]},
+                                 "lipschitz.kind": {"choices": ["r1"]}}))  # fmt: skip
+    cfg = replace(_config(tmp_path, 2), space=str(space), recipe="tiny:lipschitz.loss=ns")
+    result = tune.run_tune(cfg, tmp_path / "tune", echo=lambda _: None)
+    trials = _trials(tmp_path / "tune")
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+    assert result["counts"] == {"pruned": 2} and "best" not in result
+    why = trials[0].user_attrs["pruned"]
+    assert why.startswith("lipschitz.loss wgan cannot be trained with lipschitz.kind r1: ")
+    assert not list((tmp_path / "tune").glob("trial-*"))
 
 
 def test_study_survives_a_killed_trial_continues_and_prunes(tmp_path, monkeypatch):

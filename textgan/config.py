@@ -24,9 +24,12 @@ from textgan.errors import UserError
 from textgan.settings import SettingError, check_settings, check_type, declared, setting
 
 CRITIC_NORMS = ("none", "layer", "batch")
-# The names of textgan.nn.lipschitz.CONSTRAINTS (checked there): declared here so that the CLI
-# offers them as choices without importing torch.
-LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "clip", "sn", "sn-conv", "none")
+# The names of the registries of textgan.nn (each checked there): declared here so that the CLI
+# offers them as choices without importing torch. A new entry goes into both.
+GENERATOR_KINDS = ("paper",)  # textgan.nn.registry.GENERATORS
+CRITIC_KINDS = ("paper",)  # textgan.nn.registry.CRITICS
+LOSS_KINDS = ("wgan", "hinge", "ns")  # textgan.nn.losses.LOSSES
+LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "r1", "clip", "sn", "sn-conv", "none")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 LR_DECAYS = ("constant", "linear")
 MAX_SEED = 2**63 - 1
@@ -34,35 +37,60 @@ MAX_SEED = 2**63 - 1
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of both networks; the defaults are the paper's (D = 512, 5 blocks, kernel 5)."""
+    """Which networks and their sizes; the defaults are the paper's (D = 512, 5 blocks, kernel 5).
+
+    The critic's width and depth follow the generator's unless set: a config.json written
+    before they existed (without them) describes the same networks, and so does a search or
+    a recipe that changes ``dim`` alone.
+    """
 
     vocab_size: int = setting(MISSING, "Symbols per position (from the corpus).", cli=False)
     seq_len: int = setting(32, "Positions per sequence (from the corpus).", minimum=1, cli=False)
-    dim: int = setting(512, "Channels of both networks.", minimum=1)
-    blocks: int = setting(5, "Residual blocks of both networks.", minimum=0)
+    dim: int = setting(512, "Channels of the generator (and of the critic, unless set).", minimum=1)
+    blocks: int = setting(5, "Residual blocks of the generator (and of the critic).", minimum=0)
     kernel: int = setting(5, "Convolution width.", minimum=1)
     res_scale: float = setting(0.3, "Residual branch scale.")
     noise_dim: int = setting(128, "Size of the noise z.", minimum=1)
     critic_norm: str = setting("none", "Critic normalization.", choices=CRITIC_NORMS)
+    # Declared after the fields above, which may still be given by position.
+    generator: str = setting("paper", "Generator network.", choices=GENERATOR_KINDS)
+    critic: str = setting("paper", "Critic network.", choices=CRITIC_KINDS)
+    critic_dim: int | None = setting(None, "Channels of the critic [dim].", minimum=1)
+    critic_blocks: int | None = setting(None, "Residual blocks of the critic [blocks].", minimum=0)
 
     def __post_init__(self) -> None:
         check_settings(self, "model")
         if self.vocab_size < 2:
             raise SettingError("model.vocab_size", f"must be at least 2, got {self.vocab_size}")
 
+    @property
+    def critic_width(self) -> int:
+        """The critic's channels: ``critic_dim``, else ``dim``."""
+        return self.dim if self.critic_dim is None else self.critic_dim
+
+    @property
+    def critic_depth(self) -> int:
+        """The critic's residual blocks: ``critic_blocks``, else ``blocks``."""
+        return self.blocks if self.critic_blocks is None else self.critic_blocks
+
 
 @dataclass(frozen=True)
 class LipschitzConfig:
-    """Which Lipschitz constraint, its weight λ, its target slope K and the clipping bound c."""
+    """The critic's objective: the loss of both networks, the Lipschitz constraint of the
+    critic, its weight λ, its target slope K and the clipping bound c."""
 
     kind: str = setting(
         "gp", "Lipschitz constraint of the critic.", choices=LIPSCHITZ_KINDS, flag="--lipschitz"
     )
-    lam: float = setting(10.0, "Penalty weight λ.", minimum=0.0, flag="--lambda")
+    lam: float = setting(10.0, "Penalty weight λ (γ of r1).", minimum=0.0, flag="--lambda")
     target: float = setting(
         1.0, "Target slope K of the penalty.", positive=True, flag="--lipschitz-target"
     )
     clip: float = setting(0.01, "Clipping bound c for --lipschitz clip.", positive=True)
+    # Declared after the fields above, which may still be given by position ("gp").
+    loss: str = setting(
+        "wgan", "Loss of both networks: wgan (the paper's), hinge, ns.", choices=LOSS_KINDS
+    )
 
     def __post_init__(self) -> None:
         check_settings(self, "lipschitz")

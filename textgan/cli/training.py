@@ -162,10 +162,15 @@ LONG_CPU_RUN_S = 24 * 3600  # a run longer than a day on a CPU deserves a word
 
 def cpu_seconds_per_iteration(config: run_config.RunConfig) -> float:
     """Seconds per iteration on a 2-core CPU: the paper's measured step scaled by the work,
-    which grows with batch × length × blocks × dim² (the convolutions dominate)."""
+    which grows with batch × length × blocks × dim² (the convolutions dominate): a critic
+    step's by the critic's sizes, a generator step's by both networks' (it runs both)."""
     m, t = config.model, config.train
-    work = (t.batch_size / 64) * (m.seq_len / 32) * (max(m.blocks, 1) / 5) * (m.dim / 512) ** 2
-    return work * (t.critic_iters * PAPER_CPU_CRITIC_S + PAPER_CPU_GENERATOR_S)
+    rows = (t.batch_size / 64) * (m.seq_len / 32)
+    gen = (max(m.blocks, 1) / 5) * (m.dim / 512) ** 2
+    critic = (max(m.critic_depth, 1) / 5) * (m.critic_width / 512) ** 2
+    return rows * (
+        t.critic_iters * critic * PAPER_CPU_CRITIC_S + (gen + critic) / 2 * PAPER_CPU_GENERATOR_S
+    )
 
 
 def cpu_projection(config: run_config.RunConfig, device_type: str) -> str | None:

@@ -26,7 +26,7 @@ from textgan.devices import pick_device
 from textgan.errors import UserError, first_line
 from textgan.files.checkpoint import EMA_KEY, Checkpoint, load_checkpoint
 from textgan.nn.memory import check_weights
-from textgan.nn.networks import Generator
+from textgan.nn.registry import make_generator
 from textgan.vocab import Vocab, id_dtype
 
 _NUL = "\0"  # never in decoded text (the corpus reader refuses NUL), so it can mark PAD
@@ -182,7 +182,7 @@ def samples_to_text(ids: np.ndarray, vocab: Vocab, pad: str = "") -> list[str]:
     return [row.rstrip(_NUL).replace(_NUL, pad) for row in rows]
 
 
-def build_generator(model: object, weights: Mapping, vocab: Vocab, source: str) -> Generator:
+def build_generator(model: object, weights: Mapping, vocab: Vocab, source: str) -> nn.Module:
     """A CPU generator of the model config ``model`` (a dict) holding ``weights``, checked
     against ``vocab``; ``source`` names where they came from in the one-line errors."""
     if not isinstance(model, dict):
@@ -193,7 +193,7 @@ def build_generator(model: object, weights: Mapping, vocab: Vocab, source: str) 
             f"{source}: the model has {model_cfg.vocab_size} ids, its vocabulary {len(vocab)}"
         )
     check_weights(model_cfg, weights, source)  # before allocating what the config claims
-    generator = Generator(model_cfg)
+    generator = make_generator(model_cfg)
     try:
         generator.load_state_dict(weights)
     except RuntimeError as err:
@@ -214,7 +214,7 @@ def chosen_weights(ckpt: Checkpoint, raw: bool) -> tuple[Mapping[str, Any], str]
 
 def load_generator(
     path: str | Path, device: str = "auto", *, raw: bool = False
-) -> tuple[Generator, Vocab, Checkpoint]:
+) -> tuple[nn.Module, Vocab, Checkpoint]:
     """The generator of a checkpoint (or of a run's newest one), ready on ``device``: its weight
     average (EMA) where the run kept one, the trained weights with ``raw``."""
     # The average lives in the training state; the trained weights alone need no state.
@@ -226,7 +226,7 @@ def load_generator(
 
 
 def sample_text(
-    generator: Generator,
+    generator: nn.Module,
     vocab: Vocab,
     n: int,
     *,

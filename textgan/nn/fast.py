@@ -10,8 +10,10 @@ form: run the forward pass once without autograd to record the ReLU masks, then 
 transposed layers from the output weight down to the input, masked. That expression is exactly
 the gradient autograd computes (same masks, same convention ``relu'(0) = 0``), it is an ordinary
 first-order graph of the weights, and its backward costs two convolutions per layer instead of
-four. Critics it does not cover (normalization layers, spectral-norm parametrizations, an even
-kernel) and constraints other than the gradient penalties fall back to ``lipschitz.critic_loss``.
+four. It holds at any input, so it serves the penalties at interpolates and ``r1``'s at the real
+rows, and any loss (the loss only maps the scores). Critics it does not cover (any other
+registered critic, normalization layers, spectral-norm parametrizations, an even kernel) and
+constraints other than the gradient penalties fall back to ``lipschitz.critic_loss``.
 Both backends keep the critic's dtype (float64 stays float64) and build the loss and its
 statistics with ``lipschitz.loss_and_stats``; ``critic_loss`` (any critic) and
 ``FastPath.critic_loss`` (one run's) are the entry points.
@@ -151,7 +153,7 @@ def critic_input_grad(critic: Critic, x: Tensor) -> Tensor:
     relu_grad = torch.ops.aten.threshold_backward
     # d score / d h_last is the output weight for every sample: the first transposed
     # convolution is the same for the whole batch, so it runs once, at batch size 1.
-    g = critic.output.weight.view(1, cfg.dim, cfg.seq_len)
+    g = critic.output.weight.view(1, -1, cfg.seq_len)
     for block, (h, a) in zip(reversed(critic.blocks), reversed(relu_inputs), strict=True):
         t = relu_grad(F.conv_transpose1d(g, block.conv2.weight, padding=pad), a, 0)
         t = relu_grad(F.conv_transpose1d(t, block.conv1.weight, padding=pad), h, 0)
@@ -167,14 +169,26 @@ def fast_loss_supported(critic: nn.Module, cfg: lipschitz.LipschitzConfig) -> bo
 
 
 def penalized_loss(
-    critic: Critic, real: Tensor, fake: Tensor, x_hat: Tensor, cfg: lipschitz.LipschitzConfig
+    critic: Critic,
+    real: Tensor,
+    fake: Tensor,
+    x_hat: Tensor | None,
+    cfg: lipschitz.LipschitzConfig,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The gradient-penalty loss and statistics at given interpolates ``x̂``, by the closed-form
-    input gradient: free of random draws and first order, so it compiles."""
+    input gradient: free of random draws and first order, so it compiles. ``r1`` penalizes the
+    slope at ``real`` and only measures it at ``x̂`` (None: not measured)."""
     b = real.shape[0]
     scores = critic(torch.cat([real, fake]))
-    norms = lipschitz.per_sample_norm(critic_input_grad(critic, x_hat))
-    return lipschitz.loss_and_stats(cfg, scores[:b], scores[b:], slopes=norms, grad_norms=norms)
+    if lipschitz.CONSTRAINTS[cfg.kind].on_real:
+        slopes = lipschitz.per_sample_norm(critic_input_grad(critic, real))
+        norms = None
+        if x_hat is not None:
+            with torch.no_grad():
+                norms = lipschitz.per_sample_norm(critic_input_grad(critic, x_hat))
+    else:
+        slopes = norms = lipschitz.per_sample_norm(critic_input_grad(critic, x_hat))
+    return lipschitz.loss_and_stats(cfg, scores[:b], scores[b:], slopes=slopes, grad_norms=norms)
 
 
 PenalizedLoss = Callable[..., tuple[Tensor, dict[str, Tensor]]]
@@ -208,9 +222,13 @@ def _critic_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     if fast is None:
         return lipschitz.critic_loss(critic, real, fake, cfg, rng=rng, monitor=monitor)
-    x_hat = lipschitz.interpolate(real, fake, rng, shuffle=False)
+    # The same draws as the plain backend: r1 draws x̂ only to monitor the slope there.
+    x_hat = None
+    if monitor or not lipschitz.CONSTRAINTS[cfg.kind].on_real:
+        x_hat = lipschitz.interpolate(real, fake, rng, shuffle=False)
     if position_major:
-        real, fake, x_hat = map(to_position_major, (real, fake, x_hat))
+        real, fake = to_position_major(real), to_position_major(fake)
+        x_hat = None if x_hat is None else to_position_major(x_hat)
     return fast(critic, real, fake, x_hat, cfg)
 
 
@@ -222,9 +240,9 @@ class FastPath:
 
     ``generate(z)`` gives the generator's probabilities (the softmax in fp32 or wider),
     ``critic_loss(real, fake, rng, monitor)`` is ``critic_loss`` above and
-    ``generator_loss(fake)`` is ``lipschitz.generator_loss``; each runs under the run's
-    autocast. With ``compile`` the parts free of random draws and of double backpropagation go
-    through ``torch.compile``.
+    ``generator_loss(fake)`` is ``lipschitz.generator_loss`` of the run's loss; each runs under
+    the run's autocast. With ``compile`` the parts free of random draws and of double
+    backpropagation go through ``torch.compile``.
     ``channels_last`` (default: on CUDA) stores convolution weights and activations
     position-major; FastPath converts the weights in place when it is built.
     """
@@ -298,11 +316,12 @@ class FastPath:
     def _unpenalized_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         both = torch.cat([real, fake])
         scores = self.critic(to_position_major(both) if self.channels_last else both)
-        return lipschitz.unpenalized_loss(scores[: real.shape[0]], scores[real.shape[0] :])
+        b = real.shape[0]
+        return lipschitz.unpenalized_loss(scores[:b], scores[b:], self.cfg.loss)
 
     def generator_loss(self, fake: Tensor) -> Tensor:
         with autocast(self.device, self.precision):
-            return self._generator_loss(self.critic, fake)
+            return self._generator_loss(self.critic, fake, self.cfg.loss)
 
 
 def _identity(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,19 +1,22 @@
-"""Critic and generator losses, and the Lipschitz constraints the WGAN-GP analysis compares.
+"""The Lipschitz constraints of the critic, and the critic's and generator's losses they enter.
 
 Every constraint is one ``Constraint`` entry in ``CONSTRAINTS``: an optional per-sample penalty
 on the critic's slope, an optional setup step (spectral norm) and an optional step after each
-critic update (clipping). Adding a constraint means adding one entry.
+critic update (clipping). Adding a constraint means adding one entry (and its name to
+``config.LIPSCHITZ_KINDS``).
 
-The critic loss is ``mean D(fake) − mean D(real) + λ · mean(penalty)``. The slope a penalty sees
-is measured at interpolates ``x̂ = ε·real + (1 − ε)·fake`` with ``ε ~ U[0, 1]`` drawn once per
-sequence, and a sequence's gradient norm is taken over its whole ``V × L`` input (not over one
-axis, the bug of some ports). ``critic_loss`` here is the plain backend (double
-backpropagation); ``textgan.nn.fast`` has the closed-form one, and both build the loss and its
-statistics with ``loss_and_stats``.
+The critic loss is the loss of ``cfg.loss`` (``textgan.nn.losses``; the paper's
+``mean D(fake) − mean D(real)``) ``+ λ · mean(penalty)``. The slope a penalty sees is measured
+at interpolates ``x̂ = ε·real + (1 − ε)·fake`` with ``ε ~ U[0, 1]`` drawn once per sequence
+(``r1``: at the real rows themselves), and a sequence's gradient norm is taken over its whole
+``V × L`` input (not over one axis, the bug of some ports). ``critic_loss`` here is the plain
+backend (double backpropagation); ``textgan.nn.fast`` has the closed-form one, and both build
+the loss and its statistics with ``loss_and_stats``.
 
 Statistics returned with the loss (detached scalar tensors):
 
-* ``wasserstein``: ``mean D(real) − mean D(fake)``, the critic's estimate of W;
+* ``wasserstein``: ``mean D(real) − mean D(fake)``, the critic's estimate of W (with another
+  loss than ``wgan``, just the gap between the two scores);
 * ``d_real``, ``d_fake``: the two means;
 * ``gp``: the mean per-sample penalty **before** multiplying by λ (so runs with different λ
   compare), 0 for constraints without a penalty; ``penalty`` is ``λ · gp``, the term in the loss
@@ -28,21 +31,19 @@ Statistics returned with the loss (detached scalar tensors):
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from textgan.config import LIPSCHITZ_KINDS, LipschitzConfig
 from textgan.errors import UserError
+from textgan.nn.losses import LOSSES
+from textgan.nn.spectral import ConvSpectralNorm
 
 Tensor = torch.Tensor
-
-SN_INIT_ITERATIONS = 15  # power iterations when a layer is normalized, as torch's spectral_norm
 
 
 def _nothing(critic: nn.Module, cfg: LipschitzConfig) -> None:
@@ -85,18 +86,24 @@ def _one_sided(slope: Tensor, target: float) -> Tensor:
     return torch.relu(slope - target).square()
 
 
+def _zero_centred(slope: Tensor, target: float) -> Tensor:
+    return 0.5 * slope.square()  # R1's γ/2·‖∇D‖², γ = λ; no target: it pulls towards 0
+
+
 @dataclass(frozen=True)
 class Constraint:
     """How one Lipschitz constraint enters training.
 
     ``penalty`` maps per-sample slopes to per-sample penalties (None: no penalty). ``slope`` says
     which slope it sees: ``"gradient"`` (‖∇x̂ D‖, needs double backpropagation) or
-    ``"difference"`` (|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ between two interpolates, first order only).
+    ``"difference"`` (|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ between two interpolates, first order only);
+    ``on_real``: the gradient at the real rows instead of at interpolates.
     """
 
     description: str
     penalty: Callable[[Tensor, float], Tensor] | None = None
     slope: str = "gradient"
+    on_real: bool = False
     setup: Callable[[nn.Module, LipschitzConfig], None] = _nothing
     after_step: Callable[[nn.Module, LipschitzConfig], None] = _nothing
 
@@ -108,6 +115,11 @@ CONSTRAINTS: dict[str, Constraint] = {
         "finite-difference penalty λ·(|D(x₁) − D(x₂)| / ‖x₁ − x₂‖ − K)²",
         penalty=_two_sided,
         slope="difference",
+    ),
+    "r1": Constraint(
+        "zero-centred gradient penalty on the real rows λ·½‖∇D(x)‖² (R1, Mescheder et al. 2018)",
+        penalty=_zero_centred,
+        on_real=True,
     ),
     "clip": Constraint(
         "weight clipping to [−c, c] after each critic step", after_step=_clip_weights
@@ -143,8 +155,31 @@ def check_critic_norm(critic_norm: str, cfg: LipschitzConfig) -> None:
         )
 
 
+def check_loss(cfg: LipschitzConfig) -> None:
+    """Refuse a loss the constraint cannot keep finite (UserError): a linear loss (``wgan``)
+    with a constraint on the real rows only (``r1``), where the critic could lower D(fake)
+    without bound away from the data."""
+    if LOSSES[cfg.loss].linear and CONSTRAINTS[cfg.kind].on_real:
+        bounded = " or ".join(k for k, loss in LOSSES.items() if not loss.linear)
+        raise UserError(
+            f"lipschitz.loss {cfg.loss} cannot be trained with lipschitz.kind {cfg.kind}: the "
+            f"{cfg.loss} loss is linear in the critic's score and {cfg.kind} constrains the "
+            "critic on the real rows only, so its score of the fakes could fall without bound; "
+            f"use lipschitz.loss {bounded} with {cfg.kind}, or another lipschitz.kind"
+        )
+
+
+def check_choices(critic_norm: str, penalty_every: int, cfg: LipschitzConfig) -> None:
+    """Every refusal of a loss, constraint, critic normalization and lazy penalty that do not
+    go together (UserError), before anything is built."""
+    check_loss(cfg)
+    check_critic_norm(critic_norm, cfg)
+    check_penalty_every(penalty_every, cfg)
+
+
 def apply_constraint(critic: nn.Module, cfg: LipschitzConfig) -> nn.Module:
     """Prepare ``critic`` for ``cfg`` once, before training (e.g. spectral norm); returns it."""
+    check_loss(cfg)
     check_critic_norm("batch" if _has_batch_norm(critic) else "none", cfg)
     CONSTRAINTS[cfg.kind].setup(critic, cfg)
     return critic
@@ -153,120 +188,6 @@ def apply_constraint(critic: nn.Module, cfg: LipschitzConfig) -> nn.Module:
 def after_critic_step(critic: nn.Module, cfg: LipschitzConfig) -> None:
     """Call after every critic optimizer step (e.g. weight clipping)."""
     CONSTRAINTS[cfg.kind].after_step(critic, cfg)
-
-
-# -- the operator norm of a convolution ---------------------------------------------------------
-
-
-def _conv_pads(layer: nn.Conv1d) -> tuple[int, int]:
-    """Zeros ``layer`` adds left and right of its input; ``"same"`` puts an even kernel's extra
-    zero on the right, as PyTorch does."""
-    if layer.padding == "valid":
-        return 0, 0
-    if layer.padding == "same":
-        total = layer.dilation[0] * (layer.kernel_size[0] - 1)
-        return total // 2, total - total // 2
-    return layer.padding[0], layer.padding[0]
-
-
-class ConvMap:
-    """The linear map ``x ↦ conv1d(x, weight)`` of a Conv1d layer (its bias left out) on
-    ``(1, C_in, L)`` inputs, and its adjoint: the conv1d/conv_transpose1d pair of power
-    iteration."""
-
-    def __init__(self, layer: nn.Conv1d) -> None:
-        simple = layer.stride == (1,) and layer.groups == 1 and layer.padding_mode == "zeros"
-        if not simple:
-            raise ValueError("only stride 1, one group and zero padding are supported")
-        self.pads, self.dilation = _conv_pads(layer), layer.dilation[0]
-
-    def __call__(self, weight: Tensor, x: Tensor) -> Tensor:
-        return F.conv1d(F.pad(x, self.pads), weight, dilation=self.dilation)
-
-    def adjoint(self, weight: Tensor, y: Tensor) -> Tensor:
-        # The transposed convolution of the padded input, cropped: cropping is padding's adjoint.
-        full = F.conv_transpose1d(y, weight, dilation=self.dilation)
-        left, right = self.pads
-        return full[..., left : full.shape[-1] - right]
-
-    def iterate(self, weight: Tensor, u: Tensor, v: Tensor, steps: int) -> None:
-        """``steps`` power iterations, in place on the unit output-side ``u`` and input-side
-        ``v``: afterwards ``⟨u, A v⟩`` estimates ``‖A‖₂`` from below."""
-        for _ in range(steps):
-            v.copy_(F.normalize(self.adjoint(weight, u).flatten(), dim=0).view_as(v))
-            u.copy_(F.normalize(self(weight, v).flatten(), dim=0).view_as(u))
-
-
-def _exact(weight: Tensor) -> contextlib.AbstractContextManager:
-    """Power iteration in the weights' own precision: outside autocast, where it rounds."""
-    return torch.autocast(weight.device.type, enabled=False)
-
-
-class ConvSpectralNorm(nn.Module):
-    """Parametrization ``weight / ‖conv(·, weight)‖₂`` of a Conv1d, its operator norm on
-    ``seq_len`` positions estimated by power iteration: persistent ``_u`` (output side) and
-    ``_v`` (input side) buffers, one iteration per training forward, none in eval mode — the
-    scheme of ``torch.nn.utils.parametrizations.spectral_norm``, on the convolution itself
-    instead of its reshaped kernel."""
-
-    def __init__(self, layer: nn.Conv1d, seq_len: int, eps: float = 1e-12) -> None:
-        super().__init__()
-        self.map, self.eps = ConvMap(layer), eps
-        weight = layer.weight.detach()
-        with torch.no_grad(), _exact(weight):
-            v = F.normalize(weight.new_empty(layer.in_channels * seq_len).normal_(), dim=0)
-            v = v.view(1, layer.in_channels, seq_len)
-            u = F.normalize(self.map(weight, v).flatten(), dim=0).view(1, layer.out_channels, -1)
-            self.map.iterate(weight, u, v, SN_INIT_ITERATIONS)
-        self.register_buffer("_u", u)
-        self.register_buffer("_v", v)
-
-    def forward(self, weight: Tensor) -> Tensor:
-        with _exact(weight):
-            if self.training:
-                with torch.no_grad():
-                    self.map.iterate(weight, self._u, self._v, 1)
-            # Clones: the buffers change in place at the next forward, after autograd saved them.
-            u, v = self._u.clone(), self._v.clone()
-            sigma = (u * self.map(weight, v)).sum()
-        return weight / sigma.clamp_min(self.eps)
-
-    def right_inverse(self, value: Tensor) -> Tensor:
-        # Loading or assigning a weight stores it as the unnormalized original, as torch's does.
-        return value
-
-
-def operator_norm(layer: nn.Module, seq_len: int, steps: int = 50, block: int = 8) -> float:
-    """``‖layer‖₂`` with the weight the forward pass uses (bias aside): a linear layer's matrix
-    norm, exactly; a Conv1d's norm as a map of ``seq_len``-long sequences, by ``steps`` block
-    power iterations on ``block`` vectors from a fixed start (a lower bound that converges,
-    much faster than single-vector power iteration where top singular values crowd). Reading a
-    parametrized weight in training mode advances its power iteration, as a forward pass does."""
-    with torch.no_grad():
-        weight = layer.weight.detach()
-        with _exact(weight):
-            if isinstance(layer, nn.Linear):
-                return float(torch.linalg.matrix_norm(weight, ord=2))
-            conv, shape = ConvMap(layer), (layer.in_channels, seq_len)
-            n = layer.in_channels * seq_len
-            start = torch.Generator(device=weight.device).manual_seed(0)
-            q = torch.randn(n, min(block, n), generator=start, device=weight.device)
-            q = torch.linalg.qr(q.to(weight.dtype)).Q  # orthonormal columns: inputs
-            for _ in range(steps):
-                v = q.T.reshape(-1, *shape)
-                q = torch.linalg.qr(conv.adjoint(weight, conv(weight, v)).flatten(1).T).Q
-            # ‖A Q‖₂ ≤ ‖A‖₂ for orthonormal Q: the top singular value of A on the subspace.
-            out = conv(weight, q.T.reshape(-1, *shape))
-            return float(torch.linalg.matrix_norm(out.flatten(1), ord=2))
-
-
-def layer_operator_norms(critic: nn.Module, seq_len: int) -> dict[str, float]:
-    """``operator_norm`` of every Conv1d and Linear layer of ``critic``, by module name."""
-    return {
-        name: operator_norm(m, seq_len)
-        for name, m in critic.named_modules()
-        if isinstance(m, (nn.Conv1d, nn.Linear))
-    }
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -312,32 +233,34 @@ def loss_and_stats(
     per-sample slopes the penalty sees (None without a penalty) and the per-sample ‖∇x̂ D‖
     (None when not measured). Both backends end here, so they report the same statistics."""
     con = CONSTRAINTS[cfg.kind]
-    d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
-    gp = d_real.new_zeros(())
+    gp = wide(d_real).new_zeros(())
     stats: dict[str, Tensor] = {}
     if con.penalty is not None:
         gp = con.penalty(wide(slopes), cfg.target).mean()
         if con.slope == "difference":
             stats["fd_slope"] = slopes.mean().detach()
-    loss, base = unpenalized_loss(d_real, d_fake)
+    loss, base = unpenalized_loss(d_real, d_fake, cfg.loss)
     stats.update(base, gp=gp.detach(), penalty=(cfg.lam * gp).detach())
     if grad_norms is not None:
         stats["grad_norm"] = grad_norms.mean().detach()
     return loss + cfg.lam * gp, stats
 
 
-def unpenalized_loss(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """``mean D(fake) − mean D(real)`` and its statistics, from per-sample (or mean) scores: the
-    whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``), so its
-    ``penalty`` is 0."""
-    d_real, d_fake = wide(d_real).mean(), wide(d_fake).mean()
+def unpenalized_loss(
+    d_real: Tensor, d_fake: Tensor, loss: str = "wgan"
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The critic's ``loss`` (``textgan.nn.losses``) of per-sample scores and its statistics:
+    the whole loss of a lazy critic step, which skips the penalty (``train.penalty_every``), so
+    its ``penalty`` is 0."""
+    d_real, d_fake = wide(d_real), wide(d_fake)
+    real_mean, fake_mean = d_real.mean(), d_fake.mean()
     stats = {
-        "wasserstein": (d_real - d_fake).detach(),
-        "d_real": d_real.detach(),
-        "d_fake": d_fake.detach(),
-        "penalty": d_real.new_zeros(()),
+        "wasserstein": (real_mean - fake_mean).detach(),
+        "d_real": real_mean.detach(),
+        "d_fake": fake_mean.detach(),
+        "penalty": real_mean.new_zeros(()),
     }
-    return d_fake - d_real, stats
+    return LOSSES[loss].critic(d_real, d_fake), stats
 
 
 def check_penalty_every(every: int, cfg: LipschitzConfig) -> None:
@@ -367,9 +290,12 @@ def critic_loss(
     interpolates are detached from ``fake``.
     """
     con = CONSTRAINTS[cfg.kind]
-    need_grad = con.penalty is not None and con.slope == "gradient"
+    on_real = con.penalty is not None and con.on_real
+    need_grad = con.penalty is not None and con.slope == "gradient" and not on_real
     measure = need_grad or monitor  # ‖∇x̂ D‖ is needed (penalty) or reported (monitor)
     fd = con.penalty is not None and con.slope == "difference"
+    if on_real:
+        real = real.detach().requires_grad_(True)
     parts = [real, fake]
     if measure or fd:
         # Only a measured gradient needs x̂ as a leaf; gp-fd without monitoring stays first order.
@@ -378,7 +304,11 @@ def critic_loss(
         parts.append(interpolate(real, fake, rng, shuffle=True))
     # Interpolates get their own call: a gradient through one batched call would differentiate
     # (and, for the penalty, double-backpropagate) the real and fake rows too, twice the work.
-    scores = _scores(critic, parts[:2]) + (_scores(critic, parts[2:]) if parts[2:] else [])
+    # For the same reason r1's real rows get theirs.
+    groups = [parts[:1], parts[1:2]] if on_real else [parts[:2]]
+    if parts[2:]:
+        groups.append(parts[2:])
+    scores = [score for group in groups for score in _scores(critic, group)]
 
     norms = None
     if measure:
@@ -387,6 +317,9 @@ def critic_loss(
         )
         norms = per_sample_norm(grad)
     slopes = norms
+    if on_real:
+        (grad,) = torch.autograd.grad(scores[0].sum(), real, create_graph=True, retain_graph=True)
+        slopes = per_sample_norm(grad)
     if fd:
         # Two interpolates can coincide (same pair, near-equal ε); bound the division.
         gap = per_sample_norm(parts[2].detach() - parts[3]).clamp_min(1e-6)
@@ -394,6 +327,7 @@ def critic_loss(
     return loss_and_stats(cfg, scores[0], scores[1], slopes, norms)
 
 
-def generator_loss(critic: nn.Module, fake: Tensor) -> Tensor:
-    """``−mean D(G(z))``: the generator raises the critic's score of its samples."""
-    return -wide(critic(fake)).mean()
+def generator_loss(critic: nn.Module, fake: Tensor, loss: str = "wgan") -> Tensor:
+    """The generator's ``loss`` (``textgan.nn.losses``; the paper's ``−mean D(G(z))``): the
+    generator raises the critic's score of its samples."""
+    return LOSSES[loss].generator(wide(critic(fake)))

@@ -5,9 +5,11 @@ A run holds both networks' weights, gradients and two Adam moments, the generato
 one more copy of each network's size while a step updates it, one step's activations (4-byte
 floats: the widest precision) and a fixed working memory. The activations are counted per
 sequence of the batch in units of a ``(D, L)`` and a ``(V, L)`` tensor, with factors measured
-on the peak resident memory of CPU training steps (``benchmarks/memory_peak.py``;
-``tests/test_memory.py`` measures it again): the critic step's two-batch forward and the input
-gradient's forward, times the allocator's slack.
+on the peak resident memory of CPU training steps of the paper's networks
+(``benchmarks/memory_peak.py``; ``tests/test_memory.py`` measures it again): the critic step's
+two-batch forward and the input gradient's forward, times the allocator's slack. Where the
+critic's width or depth differs from the generator's, the larger of each is counted (a bound
+from above); parameters are counted exactly, for any registered network.
 
 The memory a process may take is ``textgan.devices.memory_limit``.
 """
@@ -15,10 +17,12 @@ The memory a process may take is ``textgan.devices.memory_limit``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
+from textgan.config import ModelConfig
 from textgan.devices import device_memory
 from textgan.errors import UserError
+from textgan.nn.registry import parameter_counts
 
 BYTES = 4  # fp32 weights, gradients, moments and (the widest case) activations
 STATE_COPIES = 4  # weight, gradient, Adam's two moments
@@ -35,28 +39,6 @@ ALLOCATOR_SLACK = 1.6
 WORKSPACE = 256 << 20
 
 
-class ModelSizes(Protocol):
-    """The sizes the estimate reads (``textgan.config.ModelConfig`` has them)."""
-
-    @property
-    def vocab_size(self) -> int: ...
-
-    @property
-    def seq_len(self) -> int: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    @property
-    def blocks(self) -> int: ...
-
-    @property
-    def kernel(self) -> int: ...
-
-    @property
-    def noise_dim(self) -> int: ...
-
-
 class Estimate(NamedTuple):
     """Bytes a run needs at its peak: parameter state and one step's activations."""
 
@@ -68,26 +50,17 @@ class Estimate(NamedTuple):
         return self.params + self.activations + WORKSPACE
 
 
-def parameter_counts(model: ModelSizes) -> tuple[int, int]:
-    """Parameters of the generator and of the critic (``textgan.nn.networks``), without building
-    them (normalization layers aside)."""
-    dim, length, vocab = model.dim, model.seq_len, model.vocab_size
-    body = model.blocks * 2 * (dim * dim * model.kernel + dim)
-    generator = model.noise_dim * length * dim + length * dim + body + dim * vocab + vocab
-    critic = vocab * dim + dim + body + length * dim + 1
-    return generator, critic
-
-
-def estimate(model: ModelSizes, batch_size: int, ema: bool) -> Estimate:
+def estimate(model: ModelConfig, batch_size: int, ema: bool) -> Estimate:
     """The bytes one training step needs at its peak (module docstring)."""
     g, d = parameter_counts(model)
     copies = STATE_COPIES + STEP_COPIES
     params = BYTES * (copies * (g + d) + (g if ema else 0))
-    units = model.dim * (PER_BLOCK * model.blocks + PER_NETWORK) + PER_SYMBOL * model.vocab_size
+    dim, blocks = max(model.dim, model.critic_width), max(model.blocks, model.critic_depth)
+    units = dim * (PER_BLOCK * blocks + PER_NETWORK) + PER_SYMBOL * model.vocab_size
     return Estimate(params, int(ALLOCATOR_SLACK * BYTES * batch_size * model.seq_len * units))
 
 
-def check_weights(model: ModelSizes, weights: Mapping[str, Any], source: str) -> None:
+def check_weights(model: ModelConfig, weights: Mapping[str, Any], source: str) -> None:
     """UserError unless ``weights`` hold as many values as the generator of ``model`` has:
     building it allocates what its config claims, so a config.json edited or crafted to claim
     any size is refused here, before the allocator is asked."""
@@ -109,7 +82,7 @@ def _size(n: float) -> str:
     return f"{n:.3g} PiB"
 
 
-def check_run(model: ModelSizes, batch_size: int, ema: bool, device: object) -> None:
+def check_run(model: ModelConfig, batch_size: int, ema: bool, device: object) -> None:
     """UserError naming the settings to lower when a run of ``model`` at ``batch_size`` cannot
     fit in ``device``'s memory; the settings that drive the larger part are named first."""
     need = estimate(model, batch_size, ema)
@@ -125,6 +98,10 @@ def check_run(model: ModelSizes, batch_size: int, ema: bool, device: object) -> 
         "model.dim": model.dim,
         "model.blocks": model.blocks,
     }
+    # The critic's own sizes, where set, are named beside the generator's.
+    for key in ("critic_dim", "critic_blocks"):
+        if getattr(model, key) is not None:
+            settings[f"model.{key}"] = getattr(model, key)
     names = [*first, *(k for k in settings if k not in first)]
     lower = ", ".join(f"{k} (now {settings[k]:,})" for k in names)
     raise UserError(

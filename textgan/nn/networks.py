@@ -1,4 +1,6 @@
-"""The residual 1-D convolutional Generator and Critic of Gulrajani et al. 2017 (gan_language.py).
+"""The residual 1-D convolutional Generator and Critic of Gulrajani et al. 2017 (gan_language.py),
+the ``paper`` entries of the network registries (``textgan.nn.registry``), and the pieces other
+networks can build on (``ResBlock``, ``init_reference_``).
 
 Sequences travel as ``(batch, vocab, seq_len)`` tensors: one-hot rows for real text, softmax
 probabilities for generated text, so the critic sees both on the same simplex.
@@ -110,19 +112,21 @@ class Generator(nn.Module):
 
 
 class Critic(nn.Module):
-    """Conv1d(V, D, 1) → residual blocks → flatten → Linear(L·D, 1); one score per sequence."""
+    """Conv1d(V, D, 1) → residual blocks → flatten → Linear(L·D, 1); one score per sequence.
+    D and the number of blocks are the critic's own (``critic_width``, ``critic_depth``)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.input = nn.Conv1d(cfg.vocab_size, cfg.dim, 1)
+        dim = cfg.critic_width
+        self.input = nn.Conv1d(cfg.vocab_size, dim, 1)
         self.blocks = nn.Sequential(
             *(
-                ResBlock(cfg.dim, cfg.kernel, cfg.res_scale, cfg.critic_norm)
-                for _ in range(cfg.blocks)
+                ResBlock(dim, cfg.kernel, cfg.res_scale, cfg.critic_norm)
+                for _ in range(cfg.critic_depth)
             )
         )
-        self.output = nn.Linear(cfg.seq_len * cfg.dim, 1)
+        self.output = nn.Linear(cfg.seq_len * dim, 1)
         init_reference_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

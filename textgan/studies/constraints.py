@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textgan.config import LipschitzConfig
 from textgan.errors import UserError
 from textgan.files import atomic_write_text, read_rows, write_json
 from textgan.files.rundir import METRICS
-from textgan.nn.lipschitz import CONSTRAINTS
+from textgan.nn.lipschitz import CONSTRAINTS, check_loss
 from textgan.studies.compare import (
     check_minutes,
     check_new_folder,
@@ -65,6 +66,8 @@ class StudyConfig:
             )
         if len(set(self.constraints)) != len(self.constraints):
             raise UserError("--constraints names a constraint twice; name each once")
+        for kind in self.constraints:  # r1 with the wgan loss: refused before any run trains
+            check_loss(LipschitzConfig(**{**self.overrides.get("lipschitz", {}), "kind": kind}))
         study_fields = merge(CONSTRAINT_ONLY, {"lipschitz": {"kind": None}})
         fixed = [
             f"{section}.{name}"

@@ -162,13 +162,22 @@ def check_space(params: list[Param], base: Layers, source: str) -> None:
 
 def check_run_values(layers: Layers) -> None:
     """The checks a run makes of its settings before it reads its corpus."""
-    from textgan.nn.lipschitz import check_critic_norm, check_penalty_every
+    from textgan.nn.lipschitz import check_choices
 
     train = build(TrainConfig, layers["train"], "options")
     lipschitz = build(LipschitzConfig, layers["lipschitz"], "options")
     build(ModelConfig, {**layers["model"], "vocab_size": 2, "seq_len": 1}, "options")
-    check_critic_norm(layers["model"].get("critic_norm", "none"), lipschitz)
-    check_penalty_every(train.penalty_every, lipschitz)
+    check_choices(layers["model"].get("critic_norm", "none"), train.penalty_every, lipschitz)
+
+
+def refusal(layers: Layers) -> str | None:
+    """Why a run refuses these settings (one line), or None: a trial can sample values that
+    each pass ``check_space`` but not together (``lipschitz.loss`` wgan with ``r1``)."""
+    try:
+        check_run_values(layers)
+    except UserError as err:
+        return str(err)
+    return None
 
 
 def sample(params: list[Param], trial: Any) -> Layers:

@@ -17,6 +17,7 @@ from textgan.files.rundir import METRICS
 from textgan.studies.recipes import Layers, Recipe, merge
 from textgan.studies.report import generator_values, quality
 from textgan.studies.runs import LOGS, Child, Echo, cpu_model, last_line, start_child
+from textgan.studies.tune_space import refusal
 
 # The message of textgan.training.loop._diverged: a run stopped by non-finite losses or weights.
 DIVERGED = "training diverged"
@@ -66,6 +67,9 @@ class TrialRun:
 
     def __call__(self, trial: Any, values: Layers) -> tuple[str, float | None, str]:
         """Train one trial; its end (``complete``, ``pruned`` or ``failed``), value and why."""
+        refused = refusal(self.recipe.layers(merge(values, self.cfg.study_layer())))
+        if refused:  # values that pass alone, not together: outside the space, not a failure
+            return "pruned", None, refused
         name = f"trial-{trial.number:04d}"
         run_dir = self.out / name
         trial.set_user_attr("run_dir", str(run_dir))

@@ -20,13 +20,8 @@ from torch.nn.utils import parametrize
 
 from textgan.files import append_rows
 from textgan.files.rundir import DIAGNOSTICS
-from textgan.nn.lipschitz import (
-    LipschitzConfig,
-    critic_loss,
-    interpolate,
-    layer_operator_norms,
-    per_sample_norm,
-)
+from textgan.nn.lipschitz import LipschitzConfig, critic_loss, interpolate, per_sample_norm
+from textgan.nn.spectral import layer_operator_norms
 from textgan.training.trainer import real_batch, stream_seed
 
 HIST_BINS = 101  # odd, so one bin is centred on zero

@@ -15,7 +15,7 @@ from textgan.devices import parse_device, pick_device
 from textgan.errors import UserError
 from textgan.files import rundir
 from textgan.nn import memory
-from textgan.nn.lipschitz import check_critic_norm, check_penalty_every
+from textgan.nn.lipschitz import check_choices
 from textgan.training import distributed
 from textgan.vocab import Vocab
 
@@ -31,8 +31,7 @@ def resolve_run_config(
     if train_cfg.device != "auto":
         parse_device(train_cfg.device)
     lip_cfg = build(LipschitzConfig, layers["lipschitz"], "options")
-    check_critic_norm(layers["model"].get("critic_norm", "none"), lip_cfg)
-    check_penalty_every(train_cfg.penalty_every, lip_cfg)
+    check_choices(layers["model"].get("critic_norm", "none"), train_cfg.penalty_every, lip_cfg)
     corpus_cfg = build(CorpusConfig, layers["corpus"], "options")
     # Before the corpus is read: its vocabulary is not known yet, 2 symbols is the least.
     sizes = {"vocab_size": 2, "seq_len": corpus_cfg.seq_len}

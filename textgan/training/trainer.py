@@ -40,7 +40,8 @@ from textgan.errors import UserError, first_line
 from textgan.files.checkpoint import EMA_KEY, FORMAT_VERSION, Checkpoint
 from textgan.nn import fast, memory
 from textgan.nn.lipschitz import after_critic_step, apply_constraint
-from textgan.nn.networks import Critic, Generator, one_hot
+from textgan.nn.networks import one_hot
+from textgan.nn.registry import make_critic, make_generator
 from textgan.training import distributed
 
 EMA_WARMUP = 10  # the decay ramps as (1 + t) / (EMA_WARMUP + t), see ema_decay_at
@@ -142,11 +143,11 @@ class Trainer:
         # Refuse what cannot fit before allocating any of it.
         memory.check_run(m, self.local_batch, t.ema_decay > 0, device)
         torch.manual_seed(t.seed)
-        self.generator = Generator(m).to(device)
+        self.generator = make_generator(m).to(device)
         if t.unigram_init:
             with torch.no_grad():
                 self.generator.output.bias.copy_(unigram_logits(train_ids, m.vocab_size))
-        self.critic = apply_constraint(Critic(m).to(device), config.lipschitz)
+        self.critic = apply_constraint(make_critic(m).to(device), config.lipschitz)
         betas = (t.beta1, t.beta2)
         self.base_lr = {"gen": t.lr_gen or t.lr, "critic": t.lr_critic or t.lr}
         self.opt_g = fast.adam(self.generator.parameters(), self.base_lr["gen"], betas, device)
@@ -158,7 +159,7 @@ class Trainer:
         distributed.broadcast_module(self.generator)
         distributed.broadcast_module(self.critic)
         # Copied after FastPath so that it has the generator's memory layout.
-        self.ema: Generator | None = None
+        self.ema: torch.nn.Module | None = None
         if t.ema_decay > 0:
             self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.rank, self.world = distributed.rank(), distributed.world_size()
