@@ -31,8 +31,9 @@ import textgan
 from textgan.config import layered_config
 from textgan.metrics.scoring import Target, make_scorer, score_lines
 from textgan.training.loop import train
+from textgan.training.meter import Meter
 from textgan.training.setup import resolve_run_config
-from textgan.training.trainer import Meter, Trainer
+from textgan.training.trainer import Trainer
 
 # The levers, each a change to the `small` preset (lr 3e-4 for both networks, β = (0.5, 0.9),
 # 5 critic steps, batch 64, residual scale 0.3).

@@ -28,6 +28,7 @@ from textgan.training import loop as T
 from textgan.training import output as RO
 from textgan.training import trainer as TR
 from textgan.training.setup import resolve_run_config
+from textgan.training.state import restore
 
 # A few-second model: enough to check behaviour, never a timing.
 # CPU: the bit-for-bit claims are the CPU's (a GPU's kernels need not be deterministic).
@@ -369,7 +370,7 @@ def test_resume_refuses_random_streams_of_another_device_kind(corpus, tmp_path):
     saved.state["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state
     trainer = TR.Trainer(config, prepared.train, torch.device("cpu"))
     with pytest.raises(UserError, match="written on another kind of device than cpu"):
-        trainer.load(saved)
+        restore(trainer, saved)
 
 
 @pytest.mark.parametrize(("poison_at", "log_every", "kept"), [(3, 1, 2), (4, 10, 2), (1, 10, None)])

@@ -14,6 +14,8 @@ from textgan.nn import memory as M
 from textgan.nn.networks import Critic, Generator, count_parameters
 from textgan.training import diagnostics as DG
 from textgan.training import evaluation as run_eval
+from textgan.training import meter as ME
+from textgan.training import state as ST
 from textgan.training import trainer as TR
 
 VOCAB, LENGTH, ROWS = 12, 8, 40
@@ -131,13 +133,13 @@ def test_grad_norm_is_measured_on_the_last_critic_step_of_logged_iterations(monk
 
 
 def test_meter_averages_each_key_over_the_steps_that_reported_it():
-    meter = TR.Meter()
+    meter = ME.Meter()
     for v in (1.0, 2.0, 6.0):
         meter.add({"critic_loss": torch.tensor(v)})
     meter.add({"critic_loss": torch.tensor(3.0), "grad_norm": torch.tensor(0.5)})
     meter.add({"gen_loss": torch.tensor(-1.0)})
     assert meter.means() == {"critic_loss": 3.0, "grad_norm": 0.5, "gen_loss": -1.0}
-    again = TR.Meter()
+    again = ME.Meter()
     again.load_state_dict(meter.state_dict(), torch.device("cpu"))
     again.add({"grad_norm": torch.tensor(1.5)})
     assert again.means() == {"critic_loss": 3.0, "grad_norm": 1.0, "gen_loss": -1.0}
@@ -202,16 +204,16 @@ def test_ema_update_follows_its_formula():
 def test_ema_decay_zero_keeps_no_ema():
     trainer = _trainer(ema_decay=0.0)
     trainer.step()
-    assert trainer.ema is None and TR.EMA_KEY not in trainer.state_dict()
+    assert trainer.ema is None and ST.EMA_KEY not in ST.trainer_state(trainer)
 
 
 def test_ema_state_reloads_exactly():
     trainer = _trainer(ema_decay=0.9)
     for _ in range(3):
         trainer.step()
-    state = trainer.state_dict()
+    state = ST.trainer_state(trainer)
     fresh = _trainer(ema_decay=0.9)
-    fresh.ema.load_state_dict(state[TR.EMA_KEY])
+    fresh.ema.load_state_dict(state[ST.EMA_KEY])
     assert _same(_params(fresh.ema), _params(trainer.ema))
     assert not _same(_params(trainer.ema), _params(trainer.generator))
 
@@ -283,8 +285,8 @@ def test_each_rank_and_a_resumed_world_draw_their_own_streams():
 
 
 def test_a_single_process_checkpoint_holds_no_rank_list():
-    state = _trainer().state_dict()
-    assert TR.RANKS_KEY not in state and "world_size" not in state
+    state = ST.trainer_state(_trainer())
+    assert ST.RANKS_KEY not in state and "world_size" not in state
     assert {"rng", "meter", "iteration"} <= state.keys()
 
 
@@ -293,8 +295,8 @@ def test_the_mean_meter_of_the_ranks_averages_their_sums():
         {"sums": {"critic_loss": torch.tensor(2.0)}, "counts": {"critic_loss": 4}},
         {"sums": {"critic_loss": torch.tensor(6.0)}, "counts": {"critic_loss": 4}},
     ]
-    meter = TR.Meter()
-    meter.load_state_dict(TR.mean_meter_state(states), torch.device("cpu"))
+    meter = ME.Meter()
+    meter.load_state_dict(ME.mean_meter_state(states), torch.device("cpu"))
     assert meter.means() == {"critic_loss": 1.0}  # (2 + 6) / 2 / 4
 
 

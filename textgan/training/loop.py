@@ -47,9 +47,11 @@ from textgan.files.rundir import RunDir
 from textgan.nn.networks import count_parameters
 from textgan.training import distributed
 from textgan.training.evaluation import Schedule, evaluate, make_evaluator
+from textgan.training.meter import nonfinite
 from textgan.training.output import RunOutput, StopFlag
 from textgan.training.setup import check_corpus, load_vocab, prepare_corpus
-from textgan.training.trainer import Trainer, nonfinite
+from textgan.training.state import restore, trainer_state
+from textgan.training.trainer import Trainer
 
 # -- the run -----------------------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ def _resume(
         )
     check_corpus(config, prepared, run_vocab)
     trainer = Trainer(config, prepared.train, device)
-    notice = trainer.load(ckpt)
+    notice = restore(trainer, ckpt)
     if notice:
         output.echo(notice)
     evaluator = make_evaluator(config, prepared, progress)
@@ -279,7 +281,7 @@ def _loop(
         if nonfinite(means) or not trainer.params_finite():
             _diverged(trainer.iteration, means, last_ckpt)
         trainer.elapsed = elapsed()
-        path = output.checkpoint(trainer, trainer.state_dict(), t.keep)  # every rank's state
+        path = output.checkpoint(trainer, trainer_state(trainer), t.keep)  # every rank's state
         output.plots()
         return path
 

@@ -106,14 +106,14 @@ class RunOutput:
             files.atomic_write_text(self.run.vocab, vocab.dumps())
 
     def checkpoint(self, trainer: Trainer, state: Mapping[str, Any], keep: int) -> Path | None:
-        """Save the weights and ``state`` (``trainer.state_dict()``, which every rank computes:
-        with several ranks it gathers their random streams)."""
+        """Save the weights and ``state`` (``state.trainer_state(trainer)``, which every rank
+        computes: with several ranks it gathers their random streams)."""
         if not self.active:
             return None
         weights = {
             "generator": trainer.generator.state_dict(),
             "critic": trainer.critic.state_dict(),
-        }  # the EMA weights travel in trainer.state_dict() (checkpoint.EMA_KEY)
+        }  # the EMA weights travel in trainer_state(trainer) (checkpoint.EMA_KEY)
         return ckpt_io.save_checkpoint(self.run, trainer.iteration, weights, state, keep)
 
 

@@ -15,9 +15,9 @@ generator step (``Trainer.ema``, evaluated beside the raw generator; it never tr
 Randomness flows from ``TrainConfig.seed``: the torch global RNG initializes the networks, then
 three independent streams (``numpy.random.SeedSequence(seed).spawn``) draw real-batch indices,
 generator noise and the penalty's ε. Every one of them is saved with each checkpoint, with the
-EMA weights and the sums of the current logging interval (``Meter``), so a run stopped at
-iteration k and resumed reproduces, on the CPU, the uninterrupted run's weights and log rows bit
-for bit.
+EMA weights and the sums of the current logging interval (``textgan.training.meter``), by
+``textgan.training.state``, so a run stopped at iteration k and resumed reproduces, on the CPU,
+the uninterrupted run's weights and log rows bit for bit.
 
 Under torchrun (``textgan.training.distributed``) ``--batch-size`` is the global batch: each rank
 draws its share of the rows, noise and ε from its own child streams of the three, steps on its local
@@ -28,24 +28,19 @@ same weights. A checkpoint then holds every rank's streams and meter (``ranks``)
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
 
 from textgan.config import RunConfig
-from textgan.errors import UserError, first_line
-from textgan.files.checkpoint import EMA_KEY, FORMAT_VERSION, Checkpoint
 from textgan.nn import fast, memory
 from textgan.nn.lipschitz import after_critic_step, apply_constraint
 from textgan.nn.networks import one_hot
 from textgan.nn.registry import make_critic, make_generator
 from textgan.training import distributed
+from textgan.training.meter import Meter
 
 EMA_WARMUP = 10  # the decay ramps as (1 + t) / (EMA_WARMUP + t), see ema_decay_at
-RANKS_KEY = "ranks"  # every rank's random streams and meter, in rank order (world > 1)
 
 
 def stream_seed(seq: np.random.SeedSequence | list[int]) -> int:
@@ -247,154 +242,3 @@ class Trainer:
     def params_finite(self) -> bool:
         tensors = [*self.generator.parameters(), *self.critic.parameters()]
         return bool(torch.stack([p.detach().isfinite().all() for p in tensors]).all())
-
-    # -- checkpoint state ----------------------------------------------------------------------
-
-    def _rng_state(self) -> dict[str, Any]:
-        rng: dict[str, Any] = {
-            "torch": torch.get_rng_state(),
-            "data": self.data_rng.bit_generator.state,
-            "noise": self.noise_rng.get_state(),
-            "eps": self.eps_rng.get_state(),
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return rng
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything but the weights, in types ``torch.load(weights_only=True)`` reads.
-
-        With several ranks this is a collective (call it on every rank): ``ranks`` holds each
-        rank's streams and meter, and ``rng``/``meter`` are rank 0's streams and the ranks'
-        mean meter, which is what a resume with another world size continues from."""
-        rng, meter = self._rng_state(), self.meter.state_dict()
-        extra: dict[str, Any] = {}
-        if self.world > 1:
-            ranks = distributed.gather_objects({"rng": rng, "meter": meter})
-            rng, meter = ranks[0]["rng"], mean_meter_state([r["meter"] for r in ranks])
-            extra = {"world_size": self.world, RANKS_KEY: ranks}
-        state = {
-            "format": FORMAT_VERSION,  # what load_state accepts
-            "iteration": self.iteration,
-            "elapsed": self.elapsed,
-            "optimizer_g": self.opt_g.state_dict(),
-            "optimizer_d": self.opt_d.state_dict(),
-            "rng": rng,
-            "meter": meter,
-            **extra,
-        }
-        if self.ema is not None:
-            state[EMA_KEY] = {k: v.detach().contiguous() for k, v in self.ema.state_dict().items()}
-        return state
-
-    def load(self, ckpt: Checkpoint) -> str | None:
-        """Restore weights, optimizers, counters and every RNG stream from a checkpoint; a
-        one-line notice when it was written by another number of processes than this run's
-        (the streams are then re-derived and the continuation is not bit-exact)."""
-        saved_world = int(ckpt.state.get("world_size", 1))
-        rank_state = _rank_state(ckpt.state, self.rank, self.world)
-        try:
-            rng = rank_state["rng"]
-            size = self.noise_rng.get_state().numel()
-            if any(torch.is_tensor(rng[k]) and rng[k].numel() != size for k in ("noise", "eps")):
-                # A CPU generator's state is Mersenne Twister, a CUDA one's a Philox seed and
-                # offset: neither continues as the other, so the run cannot resume exactly here.
-                raise UserError(
-                    f"checkpoint {ckpt.path} was written on another kind of device than "
-                    f"{self.device.type}: its noise and ε streams cannot continue here; resume "
-                    "it with the --device it was trained with"
-                )
-            self.generator.load_state_dict(ckpt.generator)
-            self.critic.load_state_dict(ckpt.critic)
-            state = ckpt.state
-            self.opt_g.load_state_dict(state["optimizer_g"])
-            self.opt_d.load_state_dict(state["optimizer_d"])
-            fast.match_optimizer_layout(self.opt_g, self.opt_d)
-            torch.set_rng_state(rng["torch"])
-            self.data_rng.bit_generator.state = rng["data"]
-            self.noise_rng.set_state(rng["noise"])
-            self.eps_rng.set_state(rng["eps"])
-            cuda = rng.get("cuda")
-            if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda)
-            self.iteration = int(state["iteration"])
-            self.elapsed = float(state["elapsed"])
-            self.meter.load_state_dict(rank_state.get("meter", {}), self.device)
-            if self.ema is not None:
-                # A checkpoint from before EMA existed starts its average here.
-                self.ema.load_state_dict(state.get(EMA_KEY, ckpt.generator))
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise UserError(
-                f"checkpoint {ckpt.path} does not fit this run's model ({first_line(err)}); "
-                "it belongs to another configuration"
-            ) from None
-        if self.iteration != ckpt.iteration:
-            raise UserError(f"checkpoint {ckpt.path}: its state says iteration {self.iteration}")
-        if saved_world == self.world:
-            return None
-        seed = self.config.train.seed
-        streams = make_streams(seed, self.device, self.rank, self.world, self.iteration)
-        self.data_rng, self.noise_rng, self.eps_rng = streams
-        return (
-            f"textgan train: checkpoint {ckpt.path} was written by {saved_world} process(es) and "
-            f"this run has {self.world}: the data, noise and ε streams are re-derived from "
-            f"--seed, rank and iteration {self.iteration}, so the run continues, not bit for bit"
-        )
-
-
-def _rank_state(state: Mapping[str, Any], rank: int, world: int) -> Mapping[str, Any]:
-    """This rank's saved streams and meter: its own when the world size is the saved one,
-    else rank 0's streams (replaced after loading) and the ranks' mean meter."""
-    ranks = state.get(RANKS_KEY)
-    if ranks is not None and len(ranks) == world:
-        return ranks[rank]
-    return {"rng": state.get("rng"), "meter": state.get("meter", {})}
-
-
-def mean_meter_state(states: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The meter state whose means are the means of the ranks' meters (equal counts)."""
-    sums = {k: torch.stack([s["sums"][k] for s in states]).mean(0) for k in states[0]["sums"]}
-    return {"sums": sums, "counts": dict(states[0]["counts"])}
-
-
-class Meter:
-    """Sums of detached statistics on the device (no synchronization per step), each averaged
-    over the steps that reported it (``grad_norm`` comes from logged steps only)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, stats: Mapping[str, torch.Tensor]) -> None:
-        for key, value in stats.items():
-            value = value.detach().float()
-            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
-            self.counts[key] = self.counts.get(key, 0) + 1
-
-    def means(self) -> dict[str, float]:
-        """The interval's means, over all ranks (a collective when there are several)."""
-        if not self.sums:
-            return {}
-        counts = torch.tensor([self.counts[k] for k in self.sums], dtype=torch.float32)
-        sums = distributed.mean_over_ranks(torch.stack(list(self.sums.values())))
-        values = sums.cpu() / counts
-        return dict(zip(self.sums, values.tolist(), strict=True))
-
-    def reset(self) -> None:
-        self.sums.clear()
-        self.counts.clear()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The interval so far, so that a resumed run's next row averages the same steps."""
-        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
-
-    def load_state_dict(self, state: Mapping[str, Any], device: torch.device) -> None:
-        self.sums = {k: v.to(device) for k, v in state.get("sums", {}).items()}
-        self.counts = {k: int(v) for k, v in state.get("counts", {}).items()}
-
-
-LOSS_KEYS = ("critic_loss", "gen_loss", "wasserstein", "gp")
-
-
-def nonfinite(means: Mapping[str, float]) -> list[str]:
-    return [k for k in LOSS_KEYS if k in means and not math.isfinite(means[k])]
