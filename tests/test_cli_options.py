@@ -14,7 +14,7 @@ from textgan.cli import main, options
 from textgan.cli import training as cli_training
 from textgan.errors import UserError
 from textgan.settings import SettingError, setting
-from textgan.training import loop as training
+from textgan.training import setup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def test_a_new_field_gets_its_flag_help_and_config_key(monkeypatch, tmp_path):
         seen.update(layers)
         raise SystemExit(0)
 
-    monkeypatch.setattr(training, "resolve_run_config", resolve)
+    monkeypatch.setattr(setup, "resolve_run_config", resolve)
     result = CliRunner().invoke(command, ["--warmup-iters", "7", "--dim", "16", "--lr", "0.01"])
     assert result.exit_code == 0, result.output
     assert seen["train"]["warmup_iters"] == 7 and seen["train"]["lr"] == 0.01
