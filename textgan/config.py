@@ -26,8 +26,8 @@ from textgan.settings import SettingError, check_settings, check_type, declared,
 CRITIC_NORMS = ("none", "layer", "batch")
 # The names of the registries of textgan.nn (each checked there): declared here so that the CLI
 # offers them as choices without importing torch. A new entry goes into both.
-GENERATOR_KINDS = ("paper",)  # textgan.nn.registry.GENERATORS
-CRITIC_KINDS = ("paper",)  # textgan.nn.registry.CRITICS
+GENERATOR_KINDS = ("paper", "attn", "any-length")  # textgan.nn.registry.GENERATORS
+CRITIC_KINDS = ("paper", "windows", "attn", "any-length")  # textgan.nn.registry.CRITICS
 LOSS_KINDS = ("wgan", "hinge", "ns")  # textgan.nn.losses.LOSSES
 LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "r1", "clip", "sn", "sn-conv", "none")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
