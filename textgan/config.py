@@ -136,6 +136,12 @@ class TrainConfig:
     unigram_init: bool = setting(
         False, "Start the generator's output bias at the training text's log character frequencies."
     )
+    # Press et al. 2017: short rows first (textgan.training.curriculum, checked there).
+    curriculum: str | None = setting(
+        None,
+        "Row lengths LEN:FRACTION,...: 8:0.2,16:0.5 trains on rows cut to 8 symbols until "
+        "0.2·--iters, to 16 until 0.5·--iters, then whole (--generator/--critic any-length).",
+    )
     seed: int = setting(0, "Seed of every random stream.", minimum=0, maximum=MAX_SEED)
     device: str = setting(
         "auto", "auto (CUDA, then MPS, then CPU) | cpu | cuda[:N] | mps.", resumable=True

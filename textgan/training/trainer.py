@@ -3,9 +3,10 @@
 One generator iteration is ``critic_iters`` critic steps followed by one generator step, all with
 Adam (the paper: lr 1e-4, β = (0.5, 0.9), 10 critic steps, batch 64; ``lr_critic``/``lr_gen``
 give the two networks their own rates, TTUR). Each critic step draws a real batch from the
-memory-mapped training ids with the run's data RNG (rows with replacement), one-hot encodes it on
-the device and scores it against a detached generator batch; the generator step runs with the
-critic's parameters frozen so no critic gradients are computed. ``grad_norm`` (an extra input
+memory-mapped training ids with the run's data RNG (rows with replacement, cut to
+``train.curriculum``'s length), one-hot encodes it on the device and scores it against a
+detached generator batch of as many positions; the generator step runs with the critic's
+parameters frozen so no critic gradients are computed. ``grad_norm`` (an extra input
 gradient for constraints that do not need it) is measured only on the last penalized critic step
 before each metrics row (every step is penalized without the lazy penalty).
 
@@ -43,6 +44,8 @@ from textgan.nn.lipschitz import after_critic_step, apply_constraint
 from textgan.nn.networks import one_hot
 from textgan.nn.registry import make_critic, make_generator
 from textgan.training import distributed
+from textgan.training.curriculum import STATE_KEY, Curriculum
+from textgan.training.meter import Meter, mean_meter_state
 
 EMA_WARMUP = 10  # the decay ramps as (1 + t) / (EMA_WARMUP + t), see ema_decay_at
 RANKS_KEY = "ranks"  # every rank's random streams and meter, in rank order (world > 1)
@@ -79,10 +82,11 @@ def real_batch(
     batch_size: int,
     vocab_size: int,
     device: torch.device,
+    length: int | None = None,
 ) -> torch.Tensor:
-    """A one-hot ``(B, V, L)`` batch of rows drawn uniformly with replacement by ``rng``."""
+    """One-hot ``(B, V, length or L)`` rows drawn uniformly with replacement by ``rng``."""
     rows = rng.integers(0, len(train_ids), size=batch_size)
-    ids = torch.from_numpy(np.asarray(train_ids[rows], dtype=np.int64))
+    ids = torch.from_numpy(np.asarray(train_ids[rows, :length], dtype=np.int64))
     if device.type == "cuda":
         ids = ids.pin_memory()  # a copy from pinned memory does not stall the GPU queue
     return one_hot(ids.to(device, non_blocking=True), vocab_size)
@@ -166,18 +170,19 @@ class Trainer:
         self.data_rng, self.noise_rng, self.eps_rng = make_streams(
             t.seed, device, self.rank, self.world
         )
+        self.curriculum = Curriculum(t.curriculum, m)
         self.meter = Meter()
         self.iteration = 0
         self.elapsed = 0.0
 
     def real_batch(self) -> torch.Tensor:
-        """This rank's one-hot ``(B, V, L)`` batch of training rows drawn with replacement."""
-        vocab_size = self.config.model.vocab_size
-        return real_batch(self.train_ids, self.data_rng, self.local_batch, vocab_size, self.device)
+        """This rank's one-hot rows (``real_batch``), at the curriculum's length."""
+        args = (self.train_ids, self.data_rng, self.local_batch, self.config.model.vocab_size)
+        return real_batch(*args, self.device, self.curriculum.crop)
 
     def fake_batch(self) -> torch.Tensor:
         z = self.generator.sample_noise(self.local_batch, self.device, generator=self.noise_rng)
-        return self.fast.generate(z)
+        return self.fast.generate(z, self.curriculum.crop)
 
     def critic_step(
         self, monitor: bool = False, penalty_weight: float = 1.0
@@ -232,6 +237,7 @@ class Trainer:
         steps = t.critic_iters
         first, monitored = self.iteration * steps, self.monitored_step()
         scale = lr_scale(t.lr_decay, self.iteration, t.iters)
+        self.curriculum.advance(self.iteration, t.iters)
         for opt, base in ((self.opt_g, self.base_lr["gen"]), (self.opt_d, self.base_lr["critic"])):
             for group in opt.param_groups:
                 group["lr"] = base * scale
@@ -242,6 +248,8 @@ class Trainer:
             loss, stats = self.critic_step(first + i == monitored, weight)
             meter.add({"critic_loss": loss, **stats})
         meter.add({"gen_loss": self.generator_step()})
+        if self.curriculum.stages:  # the length the rows had, in the metrics rows
+            meter.add({"seq_len": torch.tensor(float(self.curriculum.length), device=self.device)})
         self.iteration += 1
 
     def params_finite(self) -> bool:
@@ -277,6 +285,7 @@ class Trainer:
             "format": FORMAT_VERSION,  # what load_state accepts
             "iteration": self.iteration,
             "elapsed": self.elapsed,
+            STATE_KEY: self.curriculum.length,
             "optimizer_g": self.opt_g.state_dict(),
             "optimizer_d": self.opt_d.state_dict(),
             "rng": rng,
@@ -319,6 +328,7 @@ class Trainer:
                 torch.cuda.set_rng_state_all(cuda)
             self.iteration = int(state["iteration"])
             self.elapsed = float(state["elapsed"])
+            self.curriculum.load(state)
             self.meter.load_state_dict(rank_state.get("meter", {}), self.device)
             if self.ema is not None:
                 # A checkpoint from before EMA existed starts its average here.
@@ -349,48 +359,6 @@ def _rank_state(state: Mapping[str, Any], rank: int, world: int) -> Mapping[str,
     if ranks is not None and len(ranks) == world:
         return ranks[rank]
     return {"rng": state.get("rng"), "meter": state.get("meter", {})}
-
-
-def mean_meter_state(states: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The meter state whose means are the means of the ranks' meters (equal counts)."""
-    sums = {k: torch.stack([s["sums"][k] for s in states]).mean(0) for k in states[0]["sums"]}
-    return {"sums": sums, "counts": dict(states[0]["counts"])}
-
-
-class Meter:
-    """Sums of detached statistics on the device (no synchronization per step), each averaged
-    over the steps that reported it (``grad_norm`` comes from logged steps only)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, stats: Mapping[str, torch.Tensor]) -> None:
-        for key, value in stats.items():
-            value = value.detach().float()
-            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
-            self.counts[key] = self.counts.get(key, 0) + 1
-
-    def means(self) -> dict[str, float]:
-        """The interval's means, over all ranks (a collective when there are several)."""
-        if not self.sums:
-            return {}
-        counts = torch.tensor([self.counts[k] for k in self.sums], dtype=torch.float32)
-        sums = distributed.mean_over_ranks(torch.stack(list(self.sums.values())))
-        values = sums.cpu() / counts
-        return dict(zip(self.sums, values.tolist(), strict=True))
-
-    def reset(self) -> None:
-        self.sums.clear()
-        self.counts.clear()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The interval so far, so that a resumed run's next row averages the same steps."""
-        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
-
-    def load_state_dict(self, state: Mapping[str, Any], device: torch.device) -> None:
-        self.sums = {k: v.to(device) for k, v in state.get("sums", {}).items()}
-        self.counts = {k: int(v) for k, v in state.get("counts", {}).items()}
 
 
 LOSS_KEYS = ("critic_loss", "gen_loss", "wasserstein", "gp")
