@@ -59,6 +59,8 @@ TRAINED = {
          "penalty": 5.2604289054870605, "wasserstein": -0.04136275872588158},
         (29.673231379186838, 25.984461317511812),
     ),
+    # penalty: λ·gp averaged over all 12 critic steps, 0 on the 9 lazy ones (the lazy-penalty
+    # logs of issue 25 changed only this statistic; c1f28c0 averaged over the 3 penalized).
     "small": (
         {"critic_loss": 0.14427243173122406, "d_fake": 0.34275779128074646,
          "d_real": 0.8583424687385559, "gen_loss": -0.42914462089538574,

@@ -29,6 +29,7 @@ V, L = 11, 8
 NEW_FIELDS = {
     "model": ("generator", "critic", "critic_dim", "critic_blocks"),
     "lipschitz": ("loss",),
+    "train": ("curriculum",),
 }
 
 
@@ -150,12 +151,15 @@ def pydocs(tmp_path_factory):
 
 def _choices():
     """One run per registered name (the others at their defaults), R1 with ns and the lazy
-    penalty, and a critic with its own sizes."""
+    penalty, a critic with its own sizes, and the length-agnostic pair with a curriculum."""
     runs = [{"model": {"generator": g}} for g in GENERATORS]
     runs += [{"model": {"critic": c}} for c in CRITICS if c != "paper"]
     runs += [{"lipschitz": {"loss": loss}} for loss in LOSSES if loss != "wgan"]
     runs.append({"lipschitz": {"loss": "ns", "kind": "r1"}, "train": {"penalty_every": 2}})
     runs.append({"model": {"critic_dim": 24, "critic_blocks": 2}, "lipschitz": {"loss": "hinge"}})
+    # Rows of 4, then 8 symbols, then whole ones: the stop at 4 falls after the second growth.
+    runs.append({"model": {"generator": "any-length", "critic": "any-length"},
+                 "train": {"curriculum": "4:0.3,8:0.6"}})  # fmt: skip
     return runs
 
 

@@ -26,8 +26,8 @@ from textgan.settings import SettingError, check_settings, check_type, declared,
 CRITIC_NORMS = ("none", "layer", "batch")
 # The names of the registries of textgan.nn (each checked there): declared here so that the CLI
 # offers them as choices without importing torch. A new entry goes into both.
-GENERATOR_KINDS = ("paper",)  # textgan.nn.registry.GENERATORS
-CRITIC_KINDS = ("paper",)  # textgan.nn.registry.CRITICS
+GENERATOR_KINDS = ("paper", "attn", "any-length")  # textgan.nn.registry.GENERATORS
+CRITIC_KINDS = ("paper", "windows", "attn", "any-length")  # textgan.nn.registry.CRITICS
 LOSS_KINDS = ("wgan", "hinge", "ns")  # textgan.nn.losses.LOSSES
 LIPSCHITZ_KINDS = ("gp", "gp-one-sided", "gp-fd", "r1", "clip", "sn", "sn-conv", "none")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
@@ -135,6 +135,12 @@ class TrainConfig:
     # Without it the generator spends its first steps learning which characters are common.
     unigram_init: bool = setting(
         False, "Start the generator's output bias at the training text's log character frequencies."
+    )
+    # Press et al. 2017: short rows first (textgan.training.curriculum, checked there).
+    curriculum: str | None = setting(
+        None,
+        "Row lengths LEN:FRACTION,...: 8:0.2,16:0.5 trains on rows cut to 8 symbols until "
+        "0.2·--iters, to 16 until 0.5·--iters, then whole (--generator/--critic any-length).",
     )
     seed: int = setting(0, "Seed of every random stream.", minimum=0, maximum=MAX_SEED)
     device: str = setting(

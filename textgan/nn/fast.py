@@ -277,18 +277,21 @@ class FastPath:
         self._penalized = wrap(penalized_loss) if self.explicit else None
         self._generator_loss = wrap(lipschitz.generator_loss)
 
-    def _generate_eager(self, z: Tensor) -> Tensor:
-        logits = self.generator.logits(z, position_major=self.channels_last)
+    def _generate_eager(self, z: Tensor, length: int | None = None) -> Tensor:
+        # Only a length-agnostic generator is asked for a length (registry contract).
+        crop = {} if length is None else {"length": length}
+        logits = self.generator.logits(z, position_major=self.channels_last, **crop)
         return torch.softmax(lipschitz.wide(logits), dim=1)
 
-    def generate(self, z: Tensor) -> Tensor:
+    def generate(self, z: Tensor, length: int | None = None) -> Tensor:
+        """The generator's probabilities at ``z``: ``length`` positions (None: all of them)."""
         if self.cudagraphs:
             # Every step starts here: the previous step's graph outputs are consumed and may be
             # overwritten. The samples are cloned out of the graph pool, as they outlive the
             # next replay.
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(self.device, self.precision):
-            out = self._generate(z)
+            out = self._generate(z, length)
         return out.clone() if self.cudagraphs else out
 
     def critic_loss(

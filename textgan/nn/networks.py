@@ -1,6 +1,7 @@
 """The residual 1-D convolutional Generator and Critic of Gulrajani et al. 2017 (gan_language.py),
 the ``paper`` entries of the network registries (``textgan.nn.registry``), and the pieces other
-networks can build on (``ResBlock``, ``init_reference_``).
+networks can build on (``GeneratorBase``, the ``Critic``'s parts, ``ResBlock``,
+``init_reference_``).
 
 Sequences travel as ``(batch, vocab, seq_len)`` tensors: one-hot rows for real text, softmax
 probabilities for generated text, so the critic sees both on the same simplex.
@@ -72,18 +73,16 @@ def init_reference_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class Generator(nn.Module):
-    """z ~ N(0, I) → Linear → (D, L) → residual blocks → Conv1d(D, V, 1) → softmax over V."""
+class GeneratorBase(nn.Module):
+    """What every generator shares: its noise, its scores ``output(trunk(seed(z)))`` and their
+    softmax. A subclass builds ``cfg``, ``output`` and ``seed`` (and ``blocks`` for ``trunk``)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.input = nn.Linear(cfg.noise_dim, cfg.seq_len * cfg.dim)
-        self.blocks = nn.Sequential(
-            *(ResBlock(cfg.dim, cfg.kernel, cfg.res_scale) for _ in range(cfg.blocks))
-        )
-        self.output = nn.Conv1d(cfg.dim, cfg.vocab_size, 1)
-        init_reference_(self)
+    cfg: ModelConfig
+    blocks: nn.Sequential
+    output: nn.Conv1d
+    # True where no layer is sized by cfg.seq_len: ``length`` may then ask for fewer positions
+    # (train.curriculum).
+    length_agnostic = False
 
     def sample_noise(
         self,
@@ -97,23 +96,55 @@ class Generator(nn.Module):
         z = torch.randn(n, self.cfg.noise_dim, generator=generator, device=where)
         return z.to(device)
 
-    def logits(self, z: torch.Tensor, position_major: bool = False) -> torch.Tensor:
+    def seed(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """The ``(B, D, length or L)`` features the residual blocks start from."""
+        raise NotImplementedError
+
+    def trunk(self, h: torch.Tensor) -> torch.Tensor:
+        return self.blocks(h)
+
+    def logits(
+        self, z: torch.Tensor, position_major: bool = False, length: int | None = None
+    ) -> torch.Tensor:
         """Unnormalized scores ``(B, V, L)``. ``position_major`` stores the activations (and so
         the scores) position-major, the layout of cuDNN's fast NHWC convolutions on CUDA: the
-        same values, computed by the same layers."""
-        h = self.input(z).view(z.shape[0], self.cfg.dim, self.cfg.seq_len)
+        same values, computed by the same layers. ``length`` asks a length-agnostic generator
+        (``length_agnostic``) for the first ``length`` positions instead of ``cfg.seq_len``."""
+        h = self.seed(z, length)
         if position_major:
             h = to_position_major(h)
-        return self.output(self.blocks(h))
+        return self.output(self.trunk(h))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Probabilities ``(B, V, L)``: a softmax over the vocabulary at every position."""
-        return torch.softmax(self.logits(z), dim=1)
+        return torch.softmax(self.logits(z, length=length), dim=1)
+
+
+class Generator(GeneratorBase):
+    """z ~ N(0, I) → Linear → (D, L) → residual blocks → Conv1d(D, V, 1) → softmax over V."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.input = nn.Linear(cfg.noise_dim, cfg.seq_len * cfg.dim)
+        self.blocks = nn.Sequential(
+            *(ResBlock(cfg.dim, cfg.kernel, cfg.res_scale) for _ in range(cfg.blocks))
+        )
+        self.output = nn.Conv1d(cfg.dim, cfg.vocab_size, 1)
+        init_reference_(self)
+
+    def seed(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        if length not in (None, self.cfg.seq_len):
+            raise ValueError(f"this generator makes {self.cfg.seq_len} positions, not {length}")
+        return self.input(z).view(z.shape[0], self.cfg.dim, self.cfg.seq_len)
 
 
 class Critic(nn.Module):
     """Conv1d(V, D, 1) → residual blocks → flatten → Linear(L·D, 1); one score per sequence.
-    D and the number of blocks are the critic's own (``critic_width``, ``critic_depth``)."""
+    D and the number of blocks are the critic's own (``critic_width``, ``critic_depth``).
+    A subclass may change ``embed``, ``trunk``, ``head`` and the layer ``output_layer`` builds."""
+
+    length_agnostic = False  # True where it scores rows of any length (train.curriculum)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -126,12 +157,24 @@ class Critic(nn.Module):
                 for _ in range(cfg.critic_depth)
             )
         )
-        self.output = nn.Linear(cfg.seq_len * dim, 1)
+        self.output = self.output_layer(dim)
         init_reference_(self)
+
+    def output_layer(self, dim: int) -> nn.Module:
+        return nn.Linear(self.cfg.seq_len * dim, 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.input(x)
+
+    def trunk(self, h: torch.Tensor) -> torch.Tensor:
+        return self.blocks(h)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.output(h.flatten(1)).squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores ``(B,)`` of one-hot or probability sequences ``(B, V, L)``."""
-        return self.output(self.blocks(self.input(x)).flatten(1)).squeeze(1)
+        return self.head(self.trunk(self.embed(x)))
 
 
 def to_position_major(x: torch.Tensor) -> torch.Tensor:

@@ -16,10 +16,15 @@ What the rest of textgan asks of them:
   layout of ``textgan.nn.networks.to_position_major``, which cuDNN runs faster; a generator
   may ignore it, the values are the same); ``forward(z)`` → their softmax over V; and
   ``output.bias``, V values added to every position's scores (``train.unigram_init`` sets it).
+  ``networks.GeneratorBase`` provides all of it but the layers and ``seed``.
 * a critic: ``forward(x)`` → one score per sequence, ``(B,)``, of one-hot or probability
   sequences ``(B, V, L)``, each row's score depending on that row alone (the penalties are per
   sample). Its ``Conv1d`` and ``Linear`` layers are what ``sn``, ``sn-conv`` and ``clip``
   constrain and the diagnostics measure.
+* either, to train under ``train.curriculum``: a class attribute ``length_agnostic = True``,
+  and no layer sized by ``cfg.seq_len``: the critic scores rows of any length, the generator's
+  ``logits`` and ``forward`` take ``length=k`` and make k positions (only such a generator
+  is ever asked for a length).
 
 The fast exact critic step (``textgan.nn.fast``) covers the ``paper`` critic only; every other
 critic trains by the general step (double backpropagation), with the same results.
@@ -33,13 +38,21 @@ import torch
 from torch import nn
 
 from textgan.config import CRITIC_KINDS, GENERATOR_KINDS, ModelConfig
+from textgan.nn.any_length import AnyLengthCritic, AnyLengthGenerator
+from textgan.nn.attention import AttnCritic, AttnGenerator
 from textgan.nn.networks import Critic, Generator, count_parameters
+from textgan.nn.windows import WindowCritic
 
 GENERATORS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "paper": Generator,
+    "attn": AttnGenerator,
+    "any-length": AnyLengthGenerator,
 }
 CRITICS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "paper": Critic,
+    "windows": WindowCritic,
+    "attn": AttnCritic,
+    "any-length": AnyLengthCritic,
 }
 assert tuple(GENERATORS) == GENERATOR_KINDS, "config.GENERATOR_KINDS out of date"
 assert tuple(CRITICS) == CRITIC_KINDS, "config.CRITIC_KINDS out of date"

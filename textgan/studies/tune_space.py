@@ -163,11 +163,14 @@ def check_space(params: list[Param], base: Layers, source: str) -> None:
 def check_run_values(layers: Layers) -> None:
     """The checks a run makes of its settings before it reads its corpus."""
     from textgan.nn.lipschitz import check_choices
+    from textgan.training import curriculum
 
     train = build(TrainConfig, layers["train"], "options")
     lipschitz = build(LipschitzConfig, layers["lipschitz"], "options")
-    build(ModelConfig, {**layers["model"], "vocab_size": 2, "seq_len": 1}, "options")
+    model = build(ModelConfig, {**layers["model"], "vocab_size": 2, "seq_len": 1}, "options")
     check_choices(layers["model"].get("critic_norm", "none"), train.penalty_every, lipschitz)
+    seq_len = build(SECTIONS["corpus"], layers.get("corpus", {}), "options").seq_len
+    curriculum.check(train.curriculum, model.generator, model.critic, seq_len)
 
 
 def refusal(layers: Layers) -> str | None:

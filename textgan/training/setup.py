@@ -16,7 +16,7 @@ from textgan.errors import UserError
 from textgan.files import rundir
 from textgan.nn import memory
 from textgan.nn.lipschitz import check_choices
-from textgan.training import distributed
+from textgan.training import curriculum, distributed
 from textgan.vocab import Vocab
 
 PREPARE_LOCK = ".prepare.lock"  # in --data-dir: the ranks of a job prepare a corpus in turns
@@ -36,6 +36,9 @@ def resolve_run_config(
     # Before the corpus is read: its vocabulary is not known yet, 2 symbols is the least.
     sizes = {"vocab_size": 2, "seq_len": corpus_cfg.seq_len}
     model_floor = build(ModelConfig, {**layers["model"], **sizes}, "options")
+    curriculum.check(
+        train_cfg.curriculum, model_floor.generator, model_floor.critic, sizes["seq_len"]
+    )
     device = pick_device(train_cfg.device)
     memory.check_run(model_floor, train_cfg.batch_size, train_cfg.ema_decay > 0, device)
     prepared = prepare_corpus(corpus_cfg, progress)

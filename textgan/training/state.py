@@ -14,6 +14,7 @@ from textgan.errors import UserError, first_line
 from textgan.files.checkpoint import EMA_KEY, FORMAT_VERSION, Checkpoint
 from textgan.nn import fast
 from textgan.training import distributed
+from textgan.training.curriculum import STATE_KEY
 from textgan.training.meter import mean_meter_state
 from textgan.training.trainer import Trainer, make_streams
 
@@ -48,6 +49,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "format": FORMAT_VERSION,  # what load_state accepts
         "iteration": trainer.iteration,
         "elapsed": trainer.elapsed,
+        STATE_KEY: trainer.curriculum.length,
         "optimizer_g": trainer.opt_g.state_dict(),
         "optimizer_d": trainer.opt_d.state_dict(),
         "rng": rng,
@@ -91,6 +93,7 @@ def restore(trainer: Trainer, ckpt: Checkpoint) -> str | None:
             torch.cuda.set_rng_state_all(cuda)
         trainer.iteration = int(state["iteration"])
         trainer.elapsed = float(state["elapsed"])
+        trainer.curriculum.load(state)
         trainer.meter.load_state_dict(rank_state.get("meter", {}), trainer.device)
         if trainer.ema is not None:
             # A checkpoint from before EMA existed starts its average here.

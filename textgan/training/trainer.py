@@ -3,9 +3,10 @@
 One generator iteration is ``critic_iters`` critic steps followed by one generator step, all with
 Adam (the paper: lr 1e-4, β = (0.5, 0.9), 10 critic steps, batch 64; ``lr_critic``/``lr_gen``
 give the two networks their own rates, TTUR). Each critic step draws a real batch from the
-memory-mapped training ids with the run's data RNG (rows with replacement), one-hot encodes it on
-the device and scores it against a detached generator batch; the generator step runs with the
-critic's parameters frozen so no critic gradients are computed. ``grad_norm`` (an extra input
+memory-mapped training ids with the run's data RNG (rows with replacement, cut to
+``train.curriculum``'s length), one-hot encodes it on the device and scores it against a
+detached generator batch of as many positions; the generator step runs with the critic's
+parameters frozen so no critic gradients are computed. ``grad_norm`` (an extra input
 gradient for constraints that do not need it) is measured only on the last penalized critic step
 before each metrics row (every step is penalized without the lazy penalty).
 
@@ -38,6 +39,7 @@ from textgan.nn.lipschitz import after_critic_step, apply_constraint
 from textgan.nn.networks import one_hot
 from textgan.nn.registry import make_critic, make_generator
 from textgan.training import distributed
+from textgan.training.curriculum import Curriculum
 from textgan.training.meter import Meter
 
 EMA_WARMUP = 10  # the decay ramps as (1 + t) / (EMA_WARMUP + t), see ema_decay_at
@@ -74,10 +76,11 @@ def real_batch(
     batch_size: int,
     vocab_size: int,
     device: torch.device,
+    length: int | None = None,
 ) -> torch.Tensor:
-    """A one-hot ``(B, V, L)`` batch of rows drawn uniformly with replacement by ``rng``."""
+    """One-hot ``(B, V, length or L)`` rows drawn uniformly with replacement by ``rng``."""
     rows = rng.integers(0, len(train_ids), size=batch_size)
-    ids = torch.from_numpy(np.asarray(train_ids[rows], dtype=np.int64))
+    ids = torch.from_numpy(np.asarray(train_ids[rows, :length], dtype=np.int64))
     if device.type == "cuda":
         ids = ids.pin_memory()  # a copy from pinned memory does not stall the GPU queue
     return one_hot(ids.to(device, non_blocking=True), vocab_size)
@@ -161,18 +164,19 @@ class Trainer:
         self.data_rng, self.noise_rng, self.eps_rng = make_streams(
             t.seed, device, self.rank, self.world
         )
+        self.curriculum = Curriculum(t.curriculum, m)
         self.meter = Meter()
         self.iteration = 0
         self.elapsed = 0.0
 
     def real_batch(self) -> torch.Tensor:
-        """This rank's one-hot ``(B, V, L)`` batch of training rows drawn with replacement."""
-        vocab_size = self.config.model.vocab_size
-        return real_batch(self.train_ids, self.data_rng, self.local_batch, vocab_size, self.device)
+        """This rank's one-hot rows (``real_batch``), at the curriculum's length."""
+        args = (self.train_ids, self.data_rng, self.local_batch, self.config.model.vocab_size)
+        return real_batch(*args, self.device, self.curriculum.crop)
 
     def fake_batch(self) -> torch.Tensor:
         z = self.generator.sample_noise(self.local_batch, self.device, generator=self.noise_rng)
-        return self.fast.generate(z)
+        return self.fast.generate(z, self.curriculum.crop)
 
     def critic_step(
         self, monitor: bool = False, penalty_weight: float = 1.0
@@ -227,6 +231,7 @@ class Trainer:
         steps = t.critic_iters
         first, monitored = self.iteration * steps, self.monitored_step()
         scale = lr_scale(t.lr_decay, self.iteration, t.iters)
+        self.curriculum.advance(self.iteration, t.iters)
         for opt, base in ((self.opt_g, self.base_lr["gen"]), (self.opt_d, self.base_lr["critic"])):
             for group in opt.param_groups:
                 group["lr"] = base * scale
@@ -237,6 +242,8 @@ class Trainer:
             loss, stats = self.critic_step(first + i == monitored, weight)
             meter.add({"critic_loss": loss, **stats})
         meter.add({"gen_loss": self.generator_step()})
+        if self.curriculum.stages:  # the length the rows had, in the metrics rows
+            meter.add({"seq_len": torch.tensor(float(self.curriculum.length), device=self.device)})
         self.iteration += 1
 
     def params_finite(self) -> bool:
