@@ -8,8 +8,8 @@ sequence of the batch in units of a ``(D, L)`` and a ``(V, L)`` tensor, with fac
 on the peak resident memory of CPU training steps of the paper's networks
 (``benchmarks/memory_peak.py``; ``tests/test_memory.py`` measures it again): the critic step's
 two-batch forward and the input gradient's forward, times the allocator's slack. Where the
-critic's width or depth differs from the generator's, the larger of each is counted (a bound
-from above); parameters are counted exactly, for any registered network.
+critic's width or depth differs from the generator's, the larger of each is counted (an upper
+bound); parameters are counted exactly, for any registered network.
 
 The memory a process may take is ``textgan.devices.memory_limit``.
 """
