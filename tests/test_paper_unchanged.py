@@ -78,11 +78,13 @@ def _norm(module):
 @pytest.mark.parametrize(("preset", "model"), [("paper", {"dim": 32}), ("small", {})])
 def test_paper_and_small_presets_train_as_before(preset, model):
     """Each preset's whole recipe (paper: 10 critic steps, batch 64, gp, constant rate, EMA;
-    small: lazy penalty, linear decay, unigram bias); paper at width 32 so that it takes
-    seconds."""
+    small as pinned, with the unigram output bias it had then: lazy penalty, linear decay);
+    paper at width 32 so that it takes seconds."""
     layers = C.layered_config(preset)
     sizes = {"vocab_size": 12, "seq_len": 16, **layers["model"], **model}
     train = {**layers["train"], "device": "cpu", "precision": "fp32"}
+    if preset == "small":  # dropped from the preset since (docs/quality.md): pinned with it
+        train["unigram_init"] = True
     config = C.RunConfig(
         CorpusConfig(),
         C.ModelConfig(**sizes),

@@ -229,8 +229,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The CPU model, found by textgan tune and confirmed by textgan study compare against
     # small-v1 on the Billion Word shards (docs/quality.md, "Time to quality"): half the width,
     # half the batch and the lazy penalty make an iteration about 7x cheaper than small-v1's;
-    # a 5x larger lr, decaying linearly, and the unigram output bias make up for what an
-    # iteration learns less, so each JS-4 target comes sooner in wall-clock time.
+    # a 5x larger lr, decaying linearly, makes up for what an iteration learns less, so each
+    # JS-4 target comes sooner in wall-clock time. The unigram output bias it had at first was
+    # ablated on two fresh seeds and did not win (docs/quality.md, "The unigram output bias").
     "small": {
         "model": {"dim": 64, "blocks": 2},
         "train": {
@@ -240,7 +241,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "penalty_every": 4,
             "lr": 1.5e-3,
             "lr_decay": "linear",
-            "unigram_init": True,
         },
     },
     # The `small` of releases before the time-to-quality study (docs/quality.md), kept so that
