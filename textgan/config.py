@@ -175,6 +175,10 @@ class TrainConfig:
     max_minutes: float | None = setting(
         None, "Stop (evaluated, saved) after this many minutes.", positive=True, resumable=True
     )
+    # A linear decay ends at --iters: fitted to the budget, it ends with it (training/fit.py).
+    fit_iters: bool = setting(
+        False, "Set --iters by a timed trial so that the run ends inside --max-minutes."
+    )
     precision: str = setting(
         "auto",
         "Arithmetic: bf16 autocast with fp32 weights, tf32 (CUDA), fp32; auto = bf16 where the "
