@@ -179,17 +179,24 @@ def _cli(*args, cwd):
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
 
 
-def test_a_budget_shorter_than_the_warm_up_and_a_fit_without_budget_are_one_line(tmp_path):
-    base = ["--preset", "tiny", "--corpus", "pydocs", "--device", "cpu", "--fit-iters"]
-    for args, message in (
-        (["--max-minutes", "1e-6"], "--max-minutes 1e-06 is too short to fit --iters: the "
-         "fit's trial had taken "),
-        ([], "--fit-iters needs --max-minutes, the budget to fit --iters to"),
-    ):  # fmt: skip
-        res = _cli(*base, *args, "--name", "x", cwd=tmp_path)
-        assert res.returncode == 2, res.stderr
-        assert res.stderr.startswith(f"textgan: error: {message}") and res.stderr.count("\n") == 1
-        assert not (tmp_path / "runs" / "x").exists()
+def test_a_budget_shorter_than_the_warm_up_is_one_line(tmp_path):
+    args = ["--preset", "tiny", "--corpus", "pydocs", "--device", "cpu", "--name", "x"]
+    res = _cli(*args, "--fit-iters", "--max-minutes", "1e-6", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith(
+        "textgan: error: --max-minutes 1e-06 is too short to fit --iters: the fit's trial had "
+        "taken "
+    )
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "runs" / "x").exists()
+
+
+def test_without_a_budget_there_is_nothing_to_fit(tmp_path, capsys):
+    """A preset may ask for a fit whenever a budget is given: without one, --iters stands."""
+    config, prepared = _config(tmp_path, iters=10, fit_iters=True)
+    result = T.train(config, prepared, progress=False)
+    assert result.iteration == 10 and not (result.run_dir / F.FIT).exists()
+    assert C.RunConfig.load(result.run_dir / rd.CONFIG).train.fit_iters
+    assert "no --max-minutes to fit --iters to; training 10 iterations" in capsys.readouterr().err
 
 
 def test_a_constant_rate_run_logs_its_scale_as_one(tmp_path):

@@ -177,7 +177,7 @@ class TrainConfig:
     )
     # A linear decay ends at --iters: fitted to the budget, it ends with it (training/fit.py).
     fit_iters: bool = setting(
-        False, "Set --iters by a timed trial so that the run ends inside --max-minutes."
+        False, "With --max-minutes: set --iters by a timed trial so that the run ends inside it."
     )
     precision: str = setting(
         "auto",

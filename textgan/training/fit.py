@@ -48,15 +48,6 @@ FIT_MARGIN = 0.05  # of the budget left unplanned: a shared machine's rate drift
 PERIODIC = {"eval": "evaluations", "diag": "diagnostics", "ckpt": "checkpoints"}
 
 
-def check_fit(t: TrainConfig) -> None:
-    """A fit needs the budget it fits."""
-    if t.fit_iters and t.max_minutes is None:
-        raise UserError(
-            "train.fit_iters needs train.max_minutes, the budget to fit train.iters to; "
-            "give both, or train.iters alone"
-        )
-
-
 @dataclass(frozen=True)
 class Fit:
     """A fitted schedule: the config with it, the moment the run's clock started (the
@@ -124,11 +115,15 @@ def fit_schedule(
     evaluator: Any,
     device: torch.device,
     folder: Path,
-) -> Fit:
+    echo: Callable[[str], None],
+) -> Fit | None:
     """Fit ``train.iters`` to ``train.max_minutes`` by a timed trial (the module docstring);
-    ``folder`` holds the trial's temporary run folder (rank 0's), next to the run's."""
+    ``folder`` holds the trial's temporary run folder (rank 0's), next to the run's. Without a
+    budget there is nothing to fit (None; a preset may ask for a fit whenever one is given)."""
     t = config.train
-    check_fit(t)
+    if t.max_minutes is None:
+        echo(f"textgan train: no --max-minutes to fit --iters to; training {t.iters:,} iterations")
+        return None
     started = time.perf_counter()
     end_s = (1 - FIT_MARGIN) * 60 * t.max_minutes
     devices = [device.index or 0] if device.type == "cuda" else []
@@ -160,7 +155,9 @@ def fit_schedule(
         "counts": periodic_counts(t, iters, end_s),
         "planned_s": planned_seconds(t, iters, costs, start_s, end_s),
     }
-    return Fit(with_train(config, iters=iters, fit_iters=False), started, record)
+    fit = Fit(with_train(config, iters=iters, fit_iters=False), started, record)
+    echo(fit.line())
+    return fit
 
 
 def _too_short(t: TrainConfig, what: str) -> None:

@@ -135,9 +135,9 @@ def train(
     output = RunOutput(run, progress, loggers)
     fit = None
     if config.train.fit_iters:
-        fit = fit_schedule(config, prepared, evaluator, device, run.path.parent)
+        fit = fit_schedule(config, prepared, evaluator, device, run.path.parent, output.echo)
+    if fit is not None:
         config = trainer.config = fit.config
-        output.echo(fit.line())
     with output.lock(new=True):
         output.config(config, prepared.vocab)
         if fit is not None:

@@ -17,7 +17,6 @@ from textgan.files import rundir
 from textgan.nn import memory
 from textgan.nn.lipschitz import check_choices
 from textgan.training import distributed
-from textgan.training.fit import check_fit
 from textgan.vocab import Vocab
 
 PREPARE_LOCK = ".prepare.lock"  # in --data-dir: the ranks of a job prepare a corpus in turns
@@ -29,7 +28,6 @@ def resolve_run_config(
     """Validate the options, prepare the corpus (or open its cache) and fill in the sizes that
     follow from it."""
     train_cfg = build(TrainConfig, layers["train"], "options")
-    check_fit(train_cfg)
     if train_cfg.device != "auto":
         parse_device(train_cfg.device)
     lip_cfg = build(LipschitzConfig, layers["lipschitz"], "options")
