@@ -85,15 +85,15 @@ def _training_rows(run_dir):
 def test_the_fit_counts_steps_evaluations_diagnostics_and_checkpoints():
     costs = {"step": 1.0, "eval": 2.0, "diag": 1.0, "ckpt": 3.0}
     t = TrainConfig(**SCHEDULE)
-    # 74 iterations: 8 evaluations (10, …, 70 and the last), 4 diagnostics, 2 checkpoints.
-    assert F.periodic_counts(t, 74, 114.0) == {"eval": 8, "diag": 4, "ckpt": 2}
-    assert F.planned_seconds(t, 74, costs, 14.0, 114.0) == 14 + 74 + 16 + 4 + 6 == 114
-    assert F.planned_seconds(t, 75, costs, 14.0, 114.0) == 115  # one iteration too many
-    assert F.fitted_iters(t, costs, 14.0, 114.0) == 74
+    # 69 iterations: 7 evaluations (10, …, 60 and the last), 4 diagnostics, 2 checkpoints.
+    assert F.periodic_counts(t, 69, 108.0) == {"eval": 7, "diag": 4, "ckpt": 2}
+    assert F.planned_seconds(t, 69, costs, 14.0, 108.0) == 14 + 69 + 14 + 4 + 6 == 107
+    assert F.planned_seconds(t, 70, costs, 14.0, 108.0) == 110  # its 8th evaluation: too late
+    assert F.fitted_iters(t, costs, 14.0, 108.0) == 69
     # On wall-clock grids the counts follow the end, not the iterations: every 30 s and 60 s.
     grid = TrainConfig(eval_minutes=0.5, diag_minutes=1.0, ckpt_minutes=1.0)
-    assert F.periodic_counts(grid, 10**6, 114.0) == {"eval": 4, "diag": 2, "ckpt": 2}
-    assert F.fitted_iters(grid, costs, 14.0, 114.0) == 114 - 14 - 4 * 2 - 2 * 1 - 2 * 3
+    assert F.periodic_counts(grid, 10**6, 108.0) == {"eval": 4, "diag": 2, "ckpt": 2}
+    assert F.fitted_iters(grid, costs, 14.0, 108.0) == 108 - 14 - 4 * 2 - 2 * 1 - 2 * 3
     assert F.fitted_iters(t, costs, 14.0, 19.0) == 0  # not even one iteration and its last work
 
 
@@ -101,24 +101,24 @@ def test_the_fit_counts_steps_evaluations_diagnostics_and_checkpoints():
 
 
 def test_a_fitted_run_ends_inside_its_budget_with_its_decay_done(tmp_path, clock):
-    """Budget 120 s, 95 % of it planned: a trial of 3 + 5 iterations, one evaluation,
-    diagnostics and checkpoint (14 s), then 74 iterations with their periodic work end at
-    114 s, as the arithmetic above says; the rates fall to 1/74 of the base at the end."""
+    """Budget 120 s, 90 % of it planned: a trial of 3 + 5 iterations, one evaluation,
+    diagnostics and checkpoint (14 s), then 69 iterations with their periodic work end at
+    107 s, as the arithmetic above says; the rates fall to 1/69 of the base at the end."""
     config, prepared = _config(tmp_path, fit_iters=True, max_minutes=2.0)
     result = T.train(config, prepared, progress=False)
     run = result.run_dir
     saved = json.loads((run / rd.CONFIG).read_text())["train"]
     fit = json.loads((run / F.FIT).read_text())
-    assert saved["iters"] == fit["iters"] == result.iteration == 74 and not saved["fit_iters"]
+    assert saved["iters"] == fit["iters"] == result.iteration == 69 and not saved["fit_iters"]
     assert saved["max_minutes"] == 2.0
     # What one of each costs was measured, not assumed.
     assert fit["seconds"] == {"step": 1.0, "warmup": 0.0, "eval": 2.0, "diag": 1.0, "ckpt": 3.0}
-    assert fit["timed"] == 5 and fit["trial_s"] == 14.0 and fit["planned_s"] == 114.0
-    assert fit["counts"] == {"eval": 8, "diag": 4, "ckpt": 2}
-    assert result.elapsed == 114.0 <= 60 * 2.0 and result.stopped_by is None
+    assert fit["timed"] == 5 and fit["trial_s"] == 14.0 and fit["planned_s"] == 107.0
+    assert fit["counts"] == {"eval": 7, "diag": 4, "ckpt": 2}
+    assert result.elapsed == 107.0 <= 60 * 2.0 and result.stopped_by is None
     rows = _training_rows(run)
-    assert [r["lr_scale"] for r in rows] == [1 - (r["iter"] - 1) / 74 for r in rows[:-1]] + [1 / 74]
-    assert rows[-1]["iter"] == 74 and rows[-1]["lr_scale"] <= 0.02
+    assert [r["lr_scale"] for r in rows] == [1 - (r["iter"] - 1) / 69 for r in rows[:-1]] + [1 / 69]
+    assert rows[-1]["iter"] == 69 and rows[-1]["lr_scale"] <= 0.02
     assert rows[0]["time"] == 14.0 + 5  # the run's clock started with the fit
     assert not list(tmp_path.glob(".tmp-fit-*"))  # the trial's folder is gone
 
@@ -136,11 +136,11 @@ def test_an_interrupted_fitted_run_resumes_bit_for_bit_and_its_config_reruns_it(
     stopped = T.train(config, prepared, progress=False, hooks=[stop_at_30])
     assert stopped.iteration == 30 and stopped.stopped_by == signal.SIGTERM
     resumed = T.resume(stopped.run_dir, progress=False)
-    assert resumed.iteration == 74
+    assert resumed.iteration == 69
 
     recorded = C.RunConfig.load(stopped.run_dir / rd.CONFIG)
     again = T.train(C.with_train(recorded, run_dir=str(tmp_path / "again")), progress=False)
-    assert again.iteration == 74 and not (again.run_dir / F.FIT).exists()
+    assert again.iteration == 69 and not (again.run_dir / F.FIT).exists()
     from test_train import _tensors  # every tensor and value of a checkpoint, flattened
 
     want, got = _tensors(again.checkpoint), _tensors(resumed.checkpoint)
@@ -157,14 +157,14 @@ def test_an_interrupted_fitted_run_resumes_bit_for_bit_and_its_config_reruns_it(
 
 
 def test_a_budget_the_trial_and_last_work_outgrow_is_one_line(tmp_path, clock):
-    """18 s, 17.1 s of them planned: the 14 s trial leaves no room for an iteration with the
+    """18 s, 16.2 s of them planned: the 14 s trial leaves no room for an iteration with the
     run's last evaluation, diagnostics and checkpoint (21 s); nothing is written."""
     config, prepared = _config(tmp_path, fit_iters=True, max_minutes=0.3)
     with pytest.raises(UserError) as err:
         T.train(config, prepared, progress=False)
     assert str(err.value) == (
         "train.max_minutes 0.3 is too short to fit train.iters: after its 14.0 s trial, one "
-        "iteration with the last evaluation and checkpoint would end at 21.0 s, past 95% of the "
+        "iteration with the last evaluation and checkpoint would end at 21.0 s, past 90% of the "
         "budget; give a longer train.max_minutes, or train.iters without train.fit_iters"
     )
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".tmp-fit-*"))

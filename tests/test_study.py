@@ -768,7 +768,7 @@ def test_compare_passes_the_fit_to_its_runs(tmp_path):
     fit = json.loads((lin / "fit.json").read_text())
     saved = json.loads((lin / "config.json").read_text())["train"]
     assert saved["iters"] == fit["iters"] and not saved["fit_iters"]
-    assert fit["max_minutes"] == 0.2 and fit["counts"]["eval"] == 4  # 11.4 s: 3 s grid + last
+    assert fit["max_minutes"] == 0.2 and fit["counts"]["eval"] == 4  # 10.8 s: 3 s grid + last
     assert result["runs"][0]["iterations"] <= fit["iters"]
     assert json.loads((const / "config.json").read_text())["train"]["iters"] == 400
     assert not (const / "fit.json").exists()

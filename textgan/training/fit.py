@@ -43,7 +43,10 @@ FIT = "fit.json"
 WARMUP_ITERS = 3  # untimed: the first steps allocate and pick kernels
 MIN_TIMED = 5  # timed iterations, at least
 TRIAL_SHARE, TRIAL_MAX_S = 0.02, 30.0  # the timed steps last this share of the budget, capped
-FIT_MARGIN = 0.05  # of the budget left unplanned: a shared machine's rate drifts
+# Of the budget left unplanned: a rate drifts. On the shared 2-core machine of docs/training.md
+# a run went 8 % slower than its trial had measured, past what 5 % and the last 2 % of the
+# decay absorb.
+FIT_MARGIN = 0.10
 # The periodic work a run does besides its steps, each on its own schedule.
 PERIODIC = {"eval": "evaluations", "diag": "diagnostics", "ckpt": "checkpoints"}
 
