@@ -31,7 +31,8 @@ from textgan.nn.lipschitz import LipschitzConfig
 from textgan.nn.networks import ModelConfig
 from textgan.plots import write_run_plots
 from textgan.training.diagnostics import append_diagnostics, diagnose_trainer
-from textgan.training.trainer import Meter, Trainer
+from textgan.training.meter import Meter
+from textgan.training.trainer import Trainer
 
 
 def _trainer(preset: str, kind: str, vocab: int) -> Trainer:

@@ -42,7 +42,8 @@ from textgan.config import PRESETS, RunConfig, TrainConfig
 from textgan.corpus import CorpusConfig
 from textgan.nn.lipschitz import LipschitzConfig
 from textgan.nn.networks import ModelConfig
-from textgan.training.trainer import Meter, Trainer
+from textgan.training.meter import Meter
+from textgan.training.trainer import Trainer
 
 PAPER_ITERS = 200_000
 CLOCK = time.perf_counter  # --cpu-time: time.process_time

@@ -343,6 +343,22 @@ def test_the_ranks_checkpoint_together_on_a_wall_clock_grid(data_dir, tmp_path):
         assert len(ck.load_checkpoint(path).state["ranks"]) == 2
 
 
+def test_the_ranks_fit_one_schedule_together(data_dir, tmp_path):
+    """Each rank times its own trial of the step; they fit with the slowest rank's times, so
+    they train the same iterations, stop together and end with the same weights."""
+    run = tmp_path / "run"
+    train = {**RUN, "iters": 10**6, "fit_iters": True, "max_minutes": 0.2, "lr_decay": "linear"}
+    train.update(eval_every=10**6, ckpt_every=10**6, dist_timeout=30.0, run_dir=str(run))
+    for code, err in _run("train", {"data_dir": data_dir, "train": train, "out": str(tmp_path)}):
+        assert code == 0, err
+    fit = json.loads((run / "fit.json").read_text())
+    assert json.loads((run / rd.CONFIG).read_text())["train"]["iters"] == fit["iters"]
+    last = ck.load_checkpoint(rd.RunDir(run).latest_checkpoint())
+    assert 0 < last.iteration <= fit["iters"] and len(last.state["ranks"]) == 2
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert _same(ranks[0], ranks[1])
+
+
 TIMEOUT = 15.0  # --dist-timeout of the fault tests
 
 

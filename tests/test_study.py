@@ -724,12 +724,54 @@ def test_iters_help_says_it_also_moves_a_linear_decay():
 
     from textgan.cli import main
 
+    unset = {
+        "compare": "a linear recipe's fitted to --minutes as --fit-iters does, another's its own",
+        "lipschitz": "the preset's",
+    }
     for command, base in (("compare", "recipe"), ("lipschitz", "preset")):
         text = " ".join(CliRunner().invoke(main, ["study", command, "--help"]).output.split())
         assert (
             "--iters INTEGER Set every run's train.iters: it stops there if its budget lasts, "
-            f"and a --lr-decay linear {base}'s rate falls to 0 there [the {base}'s]."
+            f"and a --lr-decay linear {base}'s rate falls to 0 there [{unset[command]}]."
         ) in text
+
+
+def test_a_linear_recipe_fits_its_iterations_to_the_budget_unless_iters_fix_them(tmp_path):
+    from textgan.studies.compare import _compare_layers
+    from textgan.studies.recipes import parse_named_recipe
+
+    linear, constant = (parse_named_recipe(t) for t in ("lin=small", "const=small-v1"))
+    fixed = _compare_config(tmp_path, "lin=small", iters=500)
+    for cfg, recipe, fit, iters in (
+        (_compare_config(tmp_path, "lin=small"), linear, True, 18_000),
+        (_compare_config(tmp_path, "const=small-v1"), constant, False, 15_000),
+        (fixed, linear, False, 500),
+    ):
+        train = _compare_layers(cfg, recipe, 0, tmp_path / "run")["train"]
+        assert (train["fit_iters"], train["iters"]) == (fit, iters)
+    with pytest.raises(UserError, match=r"train\.fit_iters is set by the study for every run"):
+        parse_named_recipe("x=small:train.fit_iters=false")
+
+
+def test_compare_passes_the_fit_to_its_runs(tmp_path):
+    """A linear recipe's run fits its iterations to the study's budget and records them; a
+    constant one keeps its own (nothing here depends on how fast this machine is)."""
+    from textgan.studies.compare import compare_study
+
+    cfg = _compare_config(
+        tmp_path, "lin=tiny:train.lr_decay=linear", "const=tiny", minutes=0.2, eval_minutes=0.05,
+        targets=(1.0,), parallel=2, threads=1, device="cpu", eval_samples=64,
+    )  # fmt: skip
+    result = compare_study(cfg, tmp_path / "study", progress=False, echo=lambda _: None)
+    assert result["settings"]["fit_iters"] == ["lin"]
+    lin, const = (tmp_path / "study" / f"{name}-s0" for name in ("lin", "const"))
+    fit = json.loads((lin / "fit.json").read_text())
+    saved = json.loads((lin / "config.json").read_text())["train"]
+    assert saved["iters"] == fit["iters"] and not saved["fit_iters"]
+    assert fit["max_minutes"] == 0.2 and fit["counts"]["eval"] == 4  # 10.8 s: 3 s grid + last
+    assert result["runs"][0]["iterations"] <= fit["iters"]
+    assert json.loads((const / "config.json").read_text())["train"]["iters"] == 400
+    assert not (const / "fit.json").exists()
 
 
 def _study_copy(src, dst, **changes):
@@ -815,7 +857,10 @@ def test_report_refuses_studies_it_cannot_merge(tmp_path):
         ("samples", {"settings__eval_samples": 999}, "differ in eval_samples (317 against 999)"),
         ("cpu", {"machine__cpu": "CPU Y"}, "differ in cpu"),
         ("clash", {"settings__recipes": {"a": "small"}}, "recipe a is 'tiny' in one study"),
-    ):
+        # The same recipe on another schedule: its iterations fitted to the budget there.
+        ("fitted", {"settings__fit_iters": ["a"]}, "recipe a fitted its iterations to the budget "
+         "in one study and not in"),
+    ):  # fmt: skip
         _study_copy(study, tmp_path / name, **changes)
         with pytest.raises(UserError, match=re.escape(message)):
             rebuild_report([study, tmp_path / name], tmp_path / f"out-{name}")

@@ -106,6 +106,9 @@ def test_steps_are_the_indices_of_the_wall_clock_grid():
     assert [step_of(t, 60.0, 300.0) for t in (60.2, 121.9, 180.0, 299.9)] == [1, 2, 3, 4]
     assert step_of(300.4, 60.0, 300.0) == 5  # the last evaluation, at the budget
     assert step_of(131.0, 60.0, 130.0) == 3  # a budget between grid points: rounded up
+    # The last evaluation of a run that ended at its last iteration (a fitted one ends a little
+    # before its budget): at the budget's step too, where every trial reports its end.
+    assert step_of(290.0, 60.0, 300.0, last=True) == 5
     # A sub-second grid: each evaluation its own step (whole seconds merged them in pairs).
     assert [step_of(t, 0.6, 2.4) for t in (0.61, 1.2, 1.81, 2.45)] == [1, 2, 3, 4]
 
@@ -130,6 +133,7 @@ def test_a_pruned_trial_beats_while_its_run_stops(tmp_path):
     (here, there), _ = _tuners(tmp_path, study, 2)
     trial = study.ask()
     trial.set_user_attr("heartbeat", time.time())
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"iters": 100}}))
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text(json.dumps({"iter": 9, "time": 0.7, "js1": 0.5, "ema_js4": 0.9}) + "\n")
     # A run that needs 5 s to stop after SIGTERM, longer than the 3 s a silent trial is given.
@@ -349,6 +353,32 @@ def test_a_heldout_objective_is_the_js_against_heldout_lines(tmp_path):
         tune.run_tune(_config(tmp_path, 2), out, echo=lines.append)
     with pytest.raises(UserError, match="holds out 317: use --eval-samples 158 or fewer"):
         tune.run_tune(_config(tmp_path, 1, reference="heldout", eval_samples=317), tmp_path / "x")
+
+
+def test_a_trial_of_a_linear_decay_fits_its_iterations_to_the_budget(tmp_path):
+    """Its run fits and records its iterations, its end is reported at the budget's step as
+    every trial's is, and the printed recipe is the trial's (its fitted iterations are not)."""
+    from textgan.studies import tune
+
+    out = tmp_path / "tune"
+    cfg = replace(_config(tmp_path, 1), recipe="tiny:train.lr_decay=linear", minutes=0.2,
+                  eval_minutes=0.05)  # fmt: skip
+    result = tune.run_tune(cfg, out, echo=lambda _: None)
+    (trial,) = _trials(out)
+    run = out / "trial-0000"
+    fit = json.loads((run / "fit.json").read_text())
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["iters"] == fit["iters"] and not saved["fit_iters"] and fit["max_minutes"] == 0.2
+    evals = [r for r in _rows(run) if "js1" in r]
+    assert evals[-1]["iter"] <= fit["iters"] and trial.value == evals[-1]["ema_js4"]
+    assert max(trial.intermediate_values) == 4 and trial.intermediate_values[4] == trial.value
+    assert result["best"]["recipe"]["train"] == {
+        "preset": "tiny",
+        "lr_decay": "linear",
+        **{k.split(".")[1]: v for k, v in trial.params.items()},
+    }
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert study.user_attrs["textgan"]["fit_iters"] is True  # not so in older studies
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -150,8 +150,8 @@ class TrainConfig:
         10, "Iterations between metrics.jsonl rows.", minimum=1, resumable=True
     )
     eval_every: int = setting(100, "Iterations between JS evaluations.", minimum=1, resumable=True)
-    # Time to quality (textgan study compare, tune) compares recipes whose iterations differ in
-    # cost: they are evaluated at the same moments of wall-clock time, not the same iterations.
+    # Time to quality (study compare, tune): recipes whose iterations differ in cost are evaluated
+    # at the same moments of wall-clock time.
     eval_minutes: float | None = setting(
         None,
         "Wall-clock minutes between JS evaluations, instead of --eval-every.",
@@ -180,6 +180,10 @@ class TrainConfig:
     keep: int = setting(3, "Checkpoints kept.", minimum=1, resumable=True)
     max_minutes: float | None = setting(
         None, "Stop (evaluated, saved) after this many minutes.", positive=True, resumable=True
+    )
+    # A linear decay ends at --iters: fitted to the budget, it ends with it (training/fit.py).
+    fit_iters: bool = setting(
+        False, "With --max-minutes: set --iters by a timed trial so that the run ends inside it."
     )
     precision: str = setting(
         "auto",
@@ -229,9 +233,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The CPU model, found by textgan tune and confirmed by textgan study compare against
     # small-v1 on the Billion Word shards (docs/quality.md, "Time to quality"): half the width,
     # half the batch and the lazy penalty make an iteration about 7x cheaper than small-v1's;
-    # a 5x larger lr, decaying linearly, makes up for what an iteration learns less, so each
-    # JS-4 target comes sooner in wall-clock time. The unigram output bias it had at first was
-    # ablated on two fresh seeds and did not win (docs/quality.md, "The unigram output bias").
+    # a 5x larger lr, decaying linearly, makes up for what an iteration learns less. Its first
+    # unigram output bias lost an ablation on fresh seeds (docs/quality.md).
     "small": {
         "model": {"dim": 64, "blocks": 2},
         "train": {
@@ -243,8 +246,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "lr_decay": "linear",
         },
     },
-    # The `small` of releases before the time-to-quality study (docs/quality.md), kept so that
-    # the comparison can be rerun: 15,000 iterations, 5.7 wall hours on the 2-core fp32 CPU.
+    # The `small` before the time-to-quality study, kept to rerun it: 5.7 h on the 2-core CPU.
     "small-v1": {
         "model": {"dim": 128, "blocks": 2},
         "train": {"iters": 15_000, "critic_iters": 5, "lr": 3e-4},

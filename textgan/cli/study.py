@@ -17,7 +17,7 @@ from textgan.studies.recipes import LIPSCHITZ_PRESET
 # Not only a cap: a linear decay follows --iters, wherever the budget stops the run.
 ITERS_HELP = (
     "Set every run's train.iters: it stops there if its budget lasts, and a --lr-decay linear "
-    "{0}'s rate falls to 0 there [the {0}'s]."
+    "{0}'s rate falls to 0 there [{1}]."
 )
 
 
@@ -84,7 +84,13 @@ def _shared_options(command: click.Command) -> click.Command:
     help="EMA JS-4 values to report the minutes to.",
 )
 @click.option("--parallel", type=int, default=1, show_default=True, help="Runs at a time.")
-@click.option("--iters", type=int, help=ITERS_HELP.format("recipe"))
+@click.option(
+    "--iters",
+    type=int,
+    help=ITERS_HELP.format(
+        "recipe", "a linear recipe's fitted to --minutes as --fit-iters does, another's its own"
+    ),
+)
 @click.option("--out", help="Study folder (must be new or empty) [runs/study-compare-<time>].")
 @_shared_options
 @click.option("--progress/--no-progress", default=True, help="Show progress while preparing.")
@@ -167,7 +173,7 @@ def study_report(
     help="Comma-separated constraints, one run each.",
 )
 @click.option("--out", help="Study folder (must be new or empty) [runs/study-lipschitz-<time>].")
-@click.option("--iters", type=int, help=ITERS_HELP.format("preset"))
+@click.option("--iters", type=int, help=ITERS_HELP.format("preset", "the preset's"))
 @click.option("--eval-every", type=int, help="Iterations between JS evaluations [the preset's].")
 @click.option("--diag-every", type=int, help="Iterations between diagnostics [the preset's].")
 @seed_option("Seed shared by all runs.")

@@ -27,7 +27,7 @@ from typing import Any
 
 from textgan.errors import UserError
 from textgan.files import atomic_write_text, disk_error, write_json
-from textgan.studies.recipes import Recipe, clock_fields
+from textgan.studies.recipes import Recipe, clock_fields, fit_layer, merge
 from textgan.studies.report import (
     check_heldout_left,
     check_reference,
@@ -142,9 +142,8 @@ def _compare_layers(cfg: CompareConfig, recipe: Recipe, seed: int, run_dir: Path
     }
     if cfg.iters is not None:
         train["iters"] = cfg.iters
-    return recipe.layers(
-        {"corpus": {"corpus": cfg.corpus, "data_dir": cfg.data_dir}, "train": train}
-    )
+    study = {"corpus": {"corpus": cfg.corpus, "data_dir": cfg.data_dir}, "train": train}
+    return recipe.layers(merge(study, fit_layer(recipe.layers(study), cfg.iters)))
 
 
 def default_out(kind: str, now: datetime | None = None) -> Path:
@@ -184,6 +183,10 @@ def compare_study(
         if name in statuses
     ]
     started = [out / row["run"] for row in rows]
+    fits = {
+        r.name: layers["train"]["fit_iters"]
+        for (r, _), (_, layers) in zip(order, named, strict=True)
+    }
     result = {
         "study": "compare",
         "out": str(out),
@@ -199,6 +202,8 @@ def compare_study(
             "eval_samples": runs[0].config.train.eval_samples,
             "device": cfg.device,
             "iters": cfg.iters,
+            # The recipes whose runs fitted their iterations to the budget.
+            "fit_iters": [name for name, fit in fits.items() if fit],
             "reference": cfg.reference,
         },
         "machine": machine(threads, cfg.parallel),

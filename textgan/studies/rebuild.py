@@ -58,14 +58,23 @@ def _check_alike(studies: Sequence[tuple[Path, dict[str, Any]]]) -> None:
 
 
 def _recipes(studies: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, str]:
-    """Every recipe by name, in order of appearance; a name must mean one recipe."""
+    """Every recipe by name, in order of appearance; a name must mean one recipe, trained on
+    one schedule (its iterations fitted to the budget in every study or in none)."""
     recipes: dict[str, str] = {}
+    fitted: dict[str, bool] = {}
     for path, study in studies:
         for name, spec in study["settings"]["recipes"].items():
             if recipes.setdefault(name, spec) != spec:
                 raise UserError(
                     f"recipe {name} is {recipes[name]!r} in one study and {spec!r} in {path}; "
                     "a report cannot merge two recipes under one name"
+                )
+            # A study from before fitted schedules fitted none.
+            fit = name in study["settings"].get("fit_iters", [])
+            if fitted.setdefault(name, fit) != fit:
+                raise UserError(
+                    f"recipe {name} fitted its iterations to the budget in one study and not in "
+                    f"{path}; a report cannot merge runs of two schedules under one name"
                 )
     return recipes
 

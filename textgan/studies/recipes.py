@@ -35,6 +35,7 @@ STUDY_FIELDS = {
     "train": (
         "seed",
         "max_minutes",
+        "fit_iters",
         "eval_minutes",
         "diag_minutes",
         "ckpt_minutes",
@@ -61,6 +62,14 @@ def clock_fields(minutes: float, eval_minutes: float) -> dict[str, float]:
         "diag_minutes": every,
         "ckpt_minutes": every,
     }
+
+
+def fit_layer(layers: Mapping[str, Mapping[str, Any]], iters: int | None = None) -> Layers:
+    """The layer that fits a run's iterations to its study's budget when its rate decays
+    linearly (``train.fit_iters``), so that its decay ends with the budget as it will in a run
+    given that budget; unless ``iters`` (``--iters``) fixes every run's end."""
+    linear = layers["train"].get("lr_decay") == "linear"
+    return {"train": {"fit_iters": linear and iters is None}}
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -114,6 +114,8 @@ class TuneConfig:
         return {
             **{k: getattr(self, k) for k in keys},
             "eval_minutes": self.interval,
+            # Trials of a linear decay fit their iterations to the budget: not so before.
+            "fit_iters": True,
             "space": space,
             **objective,
         }

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from textgan.files.rundir import METRICS
-from textgan.studies.recipes import Layers, Recipe, merge
+from textgan.files import read_json
+from textgan.files.rundir import CONFIG, METRICS
+from textgan.studies.recipes import Layers, Recipe, fit_layer, merge
 from textgan.studies.report import generator_values, quality
 from textgan.studies.runs import LOGS, Child, Echo, cpu_model, last_line, start_child
 from textgan.studies.tune_space import refusal
@@ -25,11 +26,12 @@ POLL_S = 0.5
 STOP_WAIT_S = 60.0  # a pruned trial's run saves a checkpoint on SIGTERM; then it is killed
 
 
-def step_of(seconds: float, interval_s: float, budget_s: float) -> int:
+def step_of(seconds: float, interval_s: float, budget_s: float, last: bool = False) -> int:
     """The intermediate step of an evaluation at ``seconds``: its index on the wall-clock grid
-    (k once k intervals had passed; for the last one the budget's, rounded up), so that every
-    trial reports at the same steps and the pruner compares like with like."""
-    if seconds >= budget_s:
+    (k once k intervals had passed; for the last one, at the budget or at the run's last
+    iteration, the budget's, rounded up), so that every trial reports at the same steps and the
+    pruner compares like with like."""
+    if last or seconds >= budget_s:
         return math.ceil(budget_s / interval_s - 1e-9)
     return math.floor(seconds / interval_s + 1e-9)
 
@@ -67,7 +69,8 @@ class TrialRun:
 
     def __call__(self, trial: Any, values: Layers) -> tuple[str, float | None, str]:
         """Train one trial; its end (``complete``, ``pruned`` or ``failed``), value and why."""
-        refused = refusal(self.recipe.layers(merge(values, self.cfg.study_layer())))
+        layers = self.recipe.layers(merge(values, self.cfg.study_layer()))
+        refused = refusal(layers)
         if refused:  # values that pass alone, not together: outside the space, not a failure
             return "pruned", None, refused
         name = f"trial-{trial.number:04d}"
@@ -76,7 +79,8 @@ class TrialRun:
         trial.set_user_attr("machine", {"cpu": cpu_model(), "threads": self.threads})
         shown = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items())
         self.echo(f"tune: trial {trial.number} ({shown}) → {run_dir}")
-        sections = merge(self.recipe.sections(), values, self.cfg.study_layer())
+        # A linear decay is fitted to the budget: the trial's schedule is its final run's.
+        sections = merge(self.recipe.sections(), values, self.cfg.study_layer(), fit_layer(layers))
         child = start_child(name, sections, run_dir, self.cfg.device, self.threads, self.out / LOGS)
         self.children[trial.number] = child
         try:
@@ -90,6 +94,7 @@ class TrialRun:
 
         budget_s, interval_s = 60 * self.cfg.minutes, 60 * self.cfg.interval
         offset, last_step, value, beat = 0, -1, None, time.monotonic()
+        iters = None
         try:
             while True:
                 code = child.proc.poll()
@@ -99,7 +104,10 @@ class TrialRun:
                     evaluation = generator_values(row) if "js1" in row else {}
                     for key, attribute in evaluation.items():
                         trial.set_user_attr(key, attribute)
-                    step = step_of(row["time"], interval_s, budget_s) if "js1" in row else -1
+                    step = -1
+                    if "js1" in row:
+                        iters = iters or run_iters(metrics.parent)
+                        step = step_of(row["time"], interval_s, budget_s, row["iter"] >= iters)
                     if value is not None and step > last_step:
                         trial.report(value, step)
                         last_step = step
@@ -135,6 +143,12 @@ class TrialRun:
         if code < 0:
             return "failed", value, f"killed by signal {-code}"
         return "failed", value, f"{line or f'exit status {code}'} (see {child.log})"
+
+
+def run_iters(run_dir: Path) -> int:
+    """A trial run's last iteration: its config.json's (written before its first row, and with
+    the fitted count when it fits it)."""
+    return read_json(run_dir / CONFIG, "run config")["train"]["iters"]
 
 
 def _show(value: Any) -> str:

@@ -2,13 +2,15 @@
 
 ``metrics.jsonl`` training rows (every ``log_every`` iterations) hold means over the interval:
 the critic statistics over its ``log_every · critic_iters`` critic steps (``grad_norm`` over the
-steps that measured it), ``gen_loss`` over its generator steps. Evaluation rows (every
+steps that measured it), ``gen_loss`` over its generator steps; and ``lr_scale``, the factor of
+the base learning rates that the row's iteration trained at. Evaluation rows (every
 ``eval_every`` iterations, or every ``eval_minutes`` of wall-clock time, and at the end; ``time``
 is when the evaluated weights were reached) hold the metrics of ``eval_samples`` argmax samples
 (``textgan.training.evaluation``) with the real-vs-real floor at the same N, and ``ema_<key>`` of
 the EMA generator's when EMA is on.
 Diagnostics and checkpoints likewise follow iterations or, with ``diag_minutes`` and
-``ckpt_minutes``, the wall clock.
+``ckpt_minutes``, the wall clock. With ``fit_iters`` a new run first fits ``iters`` to
+``max_minutes`` (``textgan.training.fit``); its clock starts with the fit.
 
 All file output goes through ``RunOutput`` (``textgan.training.output``), silent on every process
 but rank 0, which holds the run folder's one-writer lock from before its first write to the end.
@@ -47,11 +49,12 @@ from textgan.files.rundir import RunDir
 from textgan.nn.networks import count_parameters
 from textgan.training import distributed
 from textgan.training.evaluation import Schedule, evaluate, make_evaluator
+from textgan.training.fit import fit_schedule
 from textgan.training.meter import nonfinite
 from textgan.training.output import RunOutput, StopFlag
 from textgan.training.setup import check_corpus, load_vocab, prepare_corpus
 from textgan.training.state import restore, trainer_state
-from textgan.training.trainer import Trainer
+from textgan.training.trainer import Trainer, lr_scale
 
 # -- the run -----------------------------------------------------------------------------------
 
@@ -132,9 +135,17 @@ def train(
     run = RunDir(distributed.broadcast_object(_default_run_dir(config)))  # rank 0's time stamp
     config = replace(config, train=replace(config.train, run_dir=str(run.path)))
     output = RunOutput(run, progress, loggers)
+    fit = None
+    if config.train.fit_iters:
+        fit = fit_schedule(config, prepared, evaluator, device, run.path.parent, output.echo)
+    if fit is not None:
+        config = trainer.config = fit.config
     with output.lock(new=True):
         output.config(config, prepared.vocab)
-        return _loop(config, prepared, trainer, evaluator, output, hooks)
+        if fit is not None:
+            fit.save(output)
+        started = None if fit is None else fit.started  # the run's clock includes the fit
+        return _loop(config, prepared, trainer, evaluator, output, hooks, started=started)
 
 
 def refuse_resume_changes(flags: Sequence[str]) -> None:
@@ -250,6 +261,7 @@ def _loop(
     output: RunOutput,
     hooks: Sequence[Hook],
     last_ckpt: Path | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
@@ -262,7 +274,8 @@ def _loop(
         output.echo(line)
     meter = trainer.meter  # saved with each checkpoint: a resumed interval averages the same steps
     last_eval: dict[str, Any] | None = None
-    base_elapsed, started = trainer.elapsed, time.perf_counter()
+    base_elapsed = trainer.elapsed
+    started = time.perf_counter() if started is None else started
     postfix: dict[str, str] = {}
     bar = tqdm(
         total=t.iters,
@@ -299,7 +312,8 @@ def _loop(
                 means = meter.means()
                 if nonfinite(means):
                     _diverged(k, means, last_ckpt)
-                output.rows([{"iter": k, "time": round(now, 3), **means}])
+                scale = lr_scale(t.lr_decay, k - 1, t.iters)  # the rate iteration k trained at
+                output.rows([{"iter": k, "time": round(now, 3), **means, "lr_scale": scale}])
                 meter.reset()
                 postfix["W"] = f"{means['wasserstein']:.3f}"
             if evaluator is not None and (due_eval(k, now) or last):
