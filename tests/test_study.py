@@ -548,7 +548,8 @@ def _compare_config(tmp_path, *recipes, **settings):
 
 def test_compare_two_recipes_side_by_side(tmp_path):
     from textgan.studies.compare import FIGURE, compare_study
-    from textgan.studies.report import compare_run, evaluations, quality, time_figure
+    from textgan.studies.figure import time_figure
+    from textgan.studies.report import compare_run, evaluations, quality
 
     cfg = _compare_config(
         tmp_path,
@@ -655,7 +656,8 @@ def test_the_heldout_reference_keeps_a_copier_from_winning(tmp_path):
 
 def test_compare_against_heldout_lines_then_report_against_training_lines(tmp_path):
     from textgan.studies.compare import compare_study
-    from textgan.studies.report import quality, time_figure
+    from textgan.studies.figure import time_figure
+    from textgan.studies.report import quality
 
     cfg = _compare_config(
         tmp_path, "base=tiny", minutes=0.03, eval_minutes=0.01, targets=(1.0,), threads=1,
@@ -678,9 +680,30 @@ def test_compare_against_heldout_lines_then_report_against_training_lines(tmp_pa
     assert res.returncode == 0, res.stderr
     rebuilt = json.loads((study / "study.json").read_text())
     assert rebuilt["settings"]["reference"] == "train"
+    assert rebuilt["settings"]["anchors"] == []
     assert rebuilt["runs"][0]["quality"] == last["ema_js4"]
     assert "| final EMA JS-4 | copies | unique |" in res.stdout
     assert "JS-4 against the training lines (the paper's protocol)." in res.stdout
+    # Published curves drawn beside the run, on an axis in hours; an unknown name is one line.
+    res = _cli("study", "report", study, "--anchors", "ttur-2017")
+    assert res.returncode == 0, res.stderr
+    rebuilt = json.loads((study / "study.json").read_text())
+    assert rebuilt["settings"]["anchors"] == ["ttur-2017"]
+    axes = time_figure(rebuilt, study).axes[0]
+    assert axes.get_xlabel() == "wall-clock hours"
+    run_line, *published = axes.get_lines()
+    assert run_line.get_xdata()[-1] == pytest.approx(last["time"] / 3600)
+    assert [list(line.get_xdata()) for line in published[:2]] == [[3, 5, 10, 20]] * 2
+    assert [list(line.get_ydata()) for line in published[:2]] == [
+        [0.488, 0.461, 0.427, 0.400],
+        [0.471, 0.437, 0.403, 0.384],
+    ]
+    assert all("read off TTUR" in line.get_label() for line in published[:2])
+    res = _cli("study", "report", study, "--anchors", "ttur-2016")
+    _assert_one_line_error(res, "no published curves called ttur-2016; known: ttur-2017")
+    # 'none' takes them away again.
+    assert _cli("study", "report", study, "--anchors", "none").returncode == 0
+    assert json.loads((study / "study.json").read_text())["settings"]["anchors"] == []
 
 
 def test_heldout_reference_needs_heldout_lines_beyond_the_floors(tmp_path):

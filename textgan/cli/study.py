@@ -127,12 +127,18 @@ def study_compare(
 @click.option("--out", help="Folder of the common report [the study itself, when one is given].")
 @click.option("--targets", help="EMA JS-4 values to report the minutes to [the first study's].")
 @click.option("--recipes", help="Comma-separated recipe names to keep, in this order [all].")
+@click.option(
+    "--anchors",
+    help="Comma-separated published curves to draw beside the runs (ttur-2017: the paper model "
+    "on a 2017 GPU, read off TTUR's plot); 'none' draws none [the first study's].",
+)
 @_reference_option(None, " [the first study's]")
 def study_report(
     studies: tuple[str, ...],
     out: str | None,
     targets: str | None,
     recipes: str | None,
+    anchors: str | None,
     reference: str | None,
 ) -> int:
     """Rebuild the table and figure of compare studies from their runs as they are now: after
@@ -147,7 +153,8 @@ def study_report(
 
     wanted = parse_numbers(targets, float, "--targets") if targets is not None else None
     names = parse_numbers(recipes, str, "--recipes") if recipes is not None else None
-    result = rebuild_report(studies, out, wanted, names, reference)
+    drawn = None if anchors is None else [] if anchors == "none" else anchors.split(",")
+    result = rebuild_report(studies, out, wanted, names, reference, drawn)
     click.echo(compare_markdown(result), nl=False)
     _echo(f"report written to {result['out']}")
     return 0

@@ -27,6 +27,7 @@ from typing import Any
 
 from textgan.errors import UserError
 from textgan.files import atomic_write_text, disk_error, write_json
+from textgan.studies.figure import time_figure
 from textgan.studies.recipes import Recipe, clock_fields, fit_layer, merge
 from textgan.studies.report import (
     check_heldout_left,
@@ -37,7 +38,6 @@ from textgan.studies.report import (
     compare_run,
     evaluations,
     floors,
-    time_figure,
 )
 from textgan.studies.runs import (
     Echo,

@@ -19,6 +19,7 @@ from typing import Any
 
 from textgan.errors import UserError
 from textgan.files import read_json
+from textgan.studies.anchors import check_anchors
 from textgan.studies.compare import check_new_folder, make_folder, write_report
 from textgan.studies.report import (
     check_reference,
@@ -111,10 +112,12 @@ def rebuild_report(
     targets: Sequence[float] | None = None,
     recipes: Sequence[str] | None = None,
     reference: str | None = None,
+    anchors: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Reread the runs of the compare studies ``sources`` and write their report to ``out``
-    (default: the one source); ``targets`` and ``reference`` default to the first study's,
-    ``recipes`` (names) to all of them. Returns the report."""
+    (default: the one source); ``targets``, ``reference`` and ``anchors`` (published curves
+    drawn in the figure) default to the first study's, ``recipes`` (names) to all of them.
+    Returns the report."""
     folders = [Path(s) for s in sources]
     if not folders:
         raise UserError("no study given; name at least one study folder")
@@ -127,6 +130,8 @@ def rebuild_report(
         check_targets(targets)
     if reference is not None:
         check_reference(reference)
+    if anchors is not None:
+        check_anchors(list(anchors))
     studies = [(folder, load_study(folder)) for folder in folders]
     _check_alike(studies)
     kept = _keep(_recipes(studies), recipes)
@@ -134,6 +139,7 @@ def rebuild_report(
     targets = list(targets) if targets is not None else list(first["settings"]["targets"])
     # A study from before the choice was measured against the training lines.
     reference = reference or first["settings"].get("reference", "train")
+    anchors = list(anchors if anchors is not None else first["settings"].get("anchors", []))
     rows, run_dirs = [], []
     for folder, study in studies:
         for run in (r for r in study["runs"] if r["recipe"] in kept):
@@ -155,6 +161,7 @@ def rebuild_report(
             "minutes": max(study["settings"]["minutes"] for _, study in studies),
             "targets": targets,
             "reference": reference,
+            "anchors": anchors,
         },
         "machine": {**first["machine"], "runs_at_once": _runs_at_once(studies)},
         "ema": all(study["ema"] for _, study in studies),

@@ -21,8 +21,6 @@ from textgan.errors import UserError
 from textgan.files import read_rows
 from textgan.files.rundir import DIAGNOSTICS, METRICS
 
-# One line style per seed in the figure; dashes are kept for the floor.
-SEED_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 # What quality's JS-4 can be measured against, as the table's note says it.
 REFERENCE_TEXT = {
     "train": "the training lines (the paper's protocol)",
@@ -346,37 +344,3 @@ def shared_line(shared: dict[str, Any]) -> str:
         f"(penalty_every {t['penalty_every']}), c = {lip['clip']:g}, EMA {t['ema_decay']:g}"
         f"{', unigram output bias' if t['unigram_init'] else ''}; only the constraint differs."
     )
-
-
-def time_figure(result: dict[str, Any], out: Path):
-    """Quality against wall-clock minutes: a colour per recipe, a line style per seed, the
-    floor dashed and the targets dotted."""
-    from textgan.plots.style import colors, figure, legend
-
-    fig, axes = figure(1, 1, 8, 5.2, margins=(0.8, 1.3, 0.4, 0.2))
-    ax = axes[0, 0]
-    names = [r["recipe"] for r in result["recipes"]]
-    colour = dict(zip(names, colors(len(names)), strict=True))
-    seeds, reference = result["settings"]["seeds"], result["settings"].get("reference", "train")
-    for run in result["runs"]:
-        rows = evaluations(out / run["run"])
-        points = [(row["time"] / 60.0, quality(row, reference)) for row in rows]
-        points = [(t, q) for t, q in points if q is not None]
-        if points:
-            style = SEED_STYLES[seeds.index(run["seed"]) % len(SEED_STYLES)]
-            xs, ys = zip(*points, strict=True)
-            label = f"{run['recipe']}, seed {run['seed']}"
-            ax.plot(xs, ys, ls=style, marker=".", ms=4, color=colour[run["recipe"]], label=label)
-    floor = result["floors"].get(js_key(reference))
-    if floor is not None:
-        ax.axhline(floor, color="0.3", ls="--", lw=1, label="real vs real")
-    for target in result["settings"]["targets"]:
-        ax.axhline(target, color="0.6", ls=":", lw=0.8)
-    what = quality_name(result["ema"], reference)
-    ax.set_title(f"{what} of argmax samples (dashed: floor; dotted: targets)")
-    ax.set_xlabel("wall-clock minutes")
-    ax.set_ylabel(what)
-    ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    legend(fig, axes, names)
-    return fig

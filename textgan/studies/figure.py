@@ -1,0 +1,59 @@
+"""The time-to-quality figure of a compare study: quality against wall-clock time per run,
+the floor and the targets, and any published curves asked for (``settings["anchors"]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textgan.studies.anchors import ANCHORS
+from textgan.studies.report import evaluations, js_key, quality, quality_name
+
+# One line style per seed; dashes are kept for the floor.
+SEED_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+# Published curves are hours long: with them, or with runs past this, the axis is in hours.
+HOURS_PAST_MINUTES = 120
+
+
+def time_figure(result: dict[str, Any], out: Path):
+    """Quality against wall-clock time: a colour per recipe, a line style per seed, the floor
+    dashed, the targets dotted, published curves as open markers."""
+    from textgan.plots.style import colors, figure, legend
+
+    fig, axes = figure(1, 1, 8, 5.2, margins=(0.8, 1.3, 0.4, 0.2))
+    ax = axes[0, 0]
+    settings = result["settings"]
+    anchors = settings.get("anchors", [])
+    hours = bool(anchors) or settings["minutes"] > HOURS_PAST_MINUTES
+    scale, unit = (3600.0, "hours") if hours else (60.0, "minutes")
+    names = [r["recipe"] for r in result["recipes"]]
+    colour = dict(zip(names, colors(len(names)), strict=True))
+    seeds, reference = settings["seeds"], settings.get("reference", "train")
+    for run in result["runs"]:
+        rows = evaluations(out / run["run"])
+        points = [(row["time"] / scale, quality(row, reference)) for row in rows]
+        points = [(t, q) for t, q in points if q is not None]
+        if points:
+            style = SEED_STYLES[seeds.index(run["seed"]) % len(SEED_STYLES)]
+            xs, ys = zip(*points, strict=True)
+            label = f"{run['recipe']}, seed {run['seed']}"
+            ax.plot(xs, ys, ls=style, marker=".", ms=4, color=colour[run["recipe"]], label=label)
+    for name in anchors:
+        for curve, marker in zip(ANCHORS[name].curves.items(), "os^v", strict=False):
+            label, points = curve
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, ls=(0, (1, 2)), marker=marker, mfc="none", color="0.25",
+                    label=f"{label}: {ANCHORS[name].source}")  # fmt: skip
+    floor = result["floors"].get(js_key(reference))
+    if floor is not None:
+        ax.axhline(floor, color="0.3", ls="--", lw=1, label="real vs real")
+    for target in settings["targets"]:
+        ax.axhline(target, color="0.6", ls=":", lw=0.8)
+    what = quality_name(result["ema"], reference)
+    ax.set_title(f"{what} of argmax samples (dashed: floor; dotted: targets)")
+    ax.set_xlabel(f"wall-clock {unit}")
+    ax.set_ylabel(what)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    legend(fig, axes, names)
+    return fig
