@@ -57,7 +57,7 @@ def clock(monkeypatch):
     return now
 
 
-def _config(tmp_path, name="run", **train):
+def _config(tmp_path, name="run", preset="tiny", **train):
     overrides = {
         "corpus": {"corpus": "pydocs", "data_dir": str(tmp_path / "data")},
         "model": MICRO,
@@ -72,7 +72,7 @@ def _config(tmp_path, name="run", **train):
             **train,
         },
     }
-    return resolve_run_config(C.layered_config("tiny", overrides=overrides), False)
+    return resolve_run_config(C.layered_config(preset, overrides=overrides), False)
 
 
 def _training_rows(run_dir):
@@ -188,6 +188,21 @@ def test_a_budget_shorter_than_the_warm_up_is_one_line(tmp_path):
         "taken "
     )
     assert res.stderr.count("\n") == 1 and not (tmp_path / "runs" / "x").exists()
+
+
+def test_the_cpu_preset_fits_its_decay_to_the_budget_given(tmp_path, clock):
+    """`--preset cpu --max-minutes M` is the whole recipe: the preset asks for the fit."""
+    assert (
+        C.PRESETS["cpu"]["train"]["fit_iters"] and C.PRESETS["cpu"]["train"]["lr_decay"] == "linear"
+    )
+    config, prepared = _config(tmp_path, preset="cpu", max_minutes=2.0, critic_iters=1)
+    assert config.lipschitz.loss == "hinge" and config.train.fit_iters
+    result = T.train(config, prepared, progress=False)
+    saved = json.loads((result.run_dir / rd.CONFIG).read_text())
+    assert saved["train"]["iters"] == result.iteration < C.PRESETS["cpu"]["train"]["iters"]
+    assert (
+        result.elapsed <= 0.9 * 60 * 2.0 and _training_rows(result.run_dir)[-1]["lr_scale"] <= 0.02
+    )
 
 
 def test_without_a_budget_there_is_nothing_to_fit(tmp_path, capsys):

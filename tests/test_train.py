@@ -119,7 +119,7 @@ def test_presets_hold_the_paper_defaults():
     assert trainer.real_batch().shape[0] == 64
     assert config.lipschitz.kind == "gp" and config.lipschitz.lam == 10.0
     assert C.layered_config("small")["model"]["dim"] == 64
-    assert set(C.PRESETS) == {"paper", "small", "small-v1", "tiny"}
+    assert set(C.PRESETS) == {"paper", "small", "cpu", "small-v1", "tiny"}
     # small-v1 is the recipe of the finished 15,000-iteration run in docs/quality.md
     v1 = C.layered_config("small-v1")
     assert v1["model"] == {"dim": 128, "blocks": 2}
