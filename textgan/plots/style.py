@@ -116,4 +116,11 @@ def legend(fig, axes, labels: list[str]) -> None:
                 handles.append(h)
                 names.append(n)
     if handles:
-        fig.legend(handles, names, loc="lower center", ncols=min(len(names), 4), fontsize="small")
+        fig.legend(
+            handles, names, loc="lower center", ncols=legend_columns(names), fontsize="small"
+        )
+
+
+def legend_columns(names: list[str]) -> int:
+    """Four labels a row fit an 8-inch figure when short; long ones take two."""
+    return min(len(names), 4 if max(map(len, names)) <= 24 else 2)
