@@ -124,13 +124,13 @@ def _paper_config(**train):
     return C.RunConfig(C.CorpusConfig(), model, C.LipschitzConfig(), C.TrainConfig(**train))
 
 
-def test_cpu_projection_of_the_paper_run_names_the_small_preset():
+def test_cpu_projection_of_the_paper_run_names_the_cpu_preset():
     line = cli_training.cpu_projection(_paper_config(), "cpu")
     # 10 × 0.791 s + 0.434 s = 8.344 s per iteration; 200,000 of them are 19.3 days.
     assert line == (
         "textgan train: on a 2-core CPU this model takes about 8.3 s per iteration, so "
-        "200,000 iterations take about 19 days (2.8 weeks); --preset small learns visibly "
-        "within the hour on a CPU, or train on a GPU. Starting anyway."
+        "200,000 iterations take about 19 days (2.8 weeks); --preset cpu --max-minutes 60 is "
+        "the CPU recipe fitted to an hour, or train on a GPU. Starting anyway."
     )
     assert cli_training.cpu_projection(_paper_config(), "cuda") is None
     assert cli_training.cpu_projection(_paper_config(iters=10_000), "cpu") is None  # a day

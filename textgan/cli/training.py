@@ -183,6 +183,6 @@ def cpu_projection(config: run_config.RunConfig, device_type: str) -> str | None
     return (
         f"textgan train: on a 2-core CPU this model takes about {per_iteration:.1f} s per "
         f"iteration, so {config.train.iters:,} iterations take about {days:.0f} days "
-        f"({days / 7:.1f} weeks); --preset small learns visibly within the hour on a CPU, or "
-        "train on a GPU. Starting anyway."
+        f"({days / 7:.1f} weeks); --preset cpu --max-minutes 60 is the CPU recipe fitted to "
+        "an hour, or train on a GPU. Starting anyway."
     )
