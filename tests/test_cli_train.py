@@ -155,7 +155,7 @@ def test_train_prints_the_projection_once_and_starts_anyway(data_args, monkeypat
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if "per iteration" in line]
     assert len(lines) == 1 and "200,000 iterations take about" in lines[0]
-    assert "--preset small" in lines[0]
+    assert "--preset cpu --max-minutes 60" in lines[0]
     assert [c.model.dim for c in started] == [512]
 
 
