@@ -869,6 +869,19 @@ def test_report_rebuilds_a_study_from_its_runs_as_they_are_now(tmp_path):
     assert [r["recipe"] for r in some["recipes"]] == ["wide"]
     with pytest.raises(UserError, match="no recipe narrow in these studies; they have base, wide"):
         rebuild_report([study, tmp_path / "other"], tmp_path / "none", recipes=["narrow"])
+    # The same name and spec, other settings (a preset changed between the studies): refused.
+    _study_copy(study, tmp_path / "changed")
+    run_config = tmp_path / "changed" / "base-s0" / "config.json"
+    trained = json.loads(run_config.read_text())
+    trained["lipschitz"]["loss"] = "hinge"
+    trained["train"].update(seed=5, run_dir="elsewhere", iters=9)  # per run: not compared
+    run_config.write_text(json.dumps(trained))
+    message = "recipe base trained other settings in {} (lipschitz.loss: 'wgan' against 'hinge')"
+    with pytest.raises(UserError, match=re.escape(message.format(tmp_path / "changed"))):
+        rebuild_report([study, tmp_path / "changed"], tmp_path / "out-changed")
+    trained["lipschitz"]["loss"] = "wgan"
+    run_config.write_text(json.dumps(trained))
+    assert len(rebuild_report([study, tmp_path / "changed"], tmp_path / "alike")["runs"]) == 2
 
 
 def test_report_refuses_studies_it_cannot_merge(tmp_path):

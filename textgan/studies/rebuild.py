@@ -32,6 +32,20 @@ from textgan.studies.report import (
 # What two studies must share for their runs to sit in one table.
 SAME_SETTINGS = ("corpus", "eval_minutes", "diag_minutes", "ckpt_minutes", "eval_samples", "device")
 SAME_MACHINE = ("cpu", "threads_per_run", "torch")
+# Train fields that differ between the runs of one recipe: its seed, its folder, the schedule
+# a study gives it (its budget, clock and, fitted or not, iterations) and its preset's name.
+PER_RUN_FIELDS = {
+    "seed",
+    "run_dir",
+    "name",
+    "preset",
+    "iters",
+    "fit_iters",
+    "max_minutes",
+    "eval_minutes",
+    "diag_minutes",
+    "ckpt_minutes",
+}
 
 
 def load_study(folder: Path) -> dict[str, Any]:
@@ -58,11 +72,36 @@ def _check_alike(studies: Sequence[tuple[Path, dict[str, Any]]]) -> None:
                     )
 
 
+def _trained(folder: Path, study: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """What recipe ``name`` trained in a study, from its first run's config.json, less what
+    differs run by run (None when no run of it started)."""
+    for run in study["runs"]:
+        config = folder / run["run"] / "config.json"
+        if run["recipe"] == name and config.is_file():
+            trained = read_json(config, "run config")
+            trained["train"] = {
+                k: v for k, v in trained["train"].items() if k not in PER_RUN_FIELDS
+            }
+            return {key: trained[key] for key in ("model", "lipschitz", "train")}
+    return None
+
+
+def _changed(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The first field two trained configs differ in, as ``section.field: a against b``."""
+    for section, values in a.items():
+        for key in sorted(values.keys() | b[section].keys()):
+            if values.get(key) != b[section].get(key):
+                return f"{section}.{key}: {values.get(key)!r} against {b[section].get(key)!r}"
+    return "?"
+
+
 def _recipes(studies: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, str]:
     """Every recipe by name, in order of appearance; a name must mean one recipe, trained on
-    one schedule (its iterations fitted to the budget in every study or in none)."""
+    one schedule (its iterations fitted to the budget in every study or in none) with the same
+    settings (a preset named in a spec may have changed between studies)."""
     recipes: dict[str, str] = {}
     fitted: dict[str, bool] = {}
+    trained: dict[str, dict[str, Any]] = {}
     for path, study in studies:
         for name, spec in study["settings"]["recipes"].items():
             if recipes.setdefault(name, spec) != spec:
@@ -76,6 +115,13 @@ def _recipes(studies: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, str]:
                 raise UserError(
                     f"recipe {name} fitted its iterations to the budget in one study and not in "
                     f"{path}; a report cannot merge runs of two schedules under one name"
+                )
+            config = _trained(path, study, name)
+            if config is not None and trained.setdefault(name, config) != config:
+                raise UserError(
+                    f"recipe {name} trained other settings in {path} "
+                    f"({_changed(trained[name], config)}); a report cannot merge two recipes "
+                    "under one name"
                 )
     return recipes
 
