@@ -73,10 +73,10 @@ def test_train_flags_are_unset_and_show_each_presets_default():
     assert all(train[f].default is None for f in ("--dim", "--iters", "--compile", "--seed"))
     assert _help(cli_training.train, "--dim") == (
         "Channels of the generator (and of the critic, unless set). "
-        "[paper: 512; small: 64; small-v1: 128; tiny: 32]"
+        "[paper: 512; small: 64; cpu: 128; small-v1: 128; tiny: 32]"
     )
     assert _help(cli_training.train, "--critic-dim") == "Channels of the critic [dim]."
-    iters = "[paper: 200,000; small: 18,000; small-v1: 15,000; tiny: 400]"
+    iters = "[paper: 200,000; small: 18,000; cpu: 17,000; small-v1: 15,000; tiny: 400]"
     assert iters in _help(cli_training.train, "--iters")
     assert _help(cli_training.train, "--kernel") == "Convolution width. [5]"
     assert _help(cli_training.train, "--compile").endswith("[no-compile]")

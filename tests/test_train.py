@@ -127,6 +127,27 @@ def test_presets_hold_the_paper_defaults():
         "iters": 15_000, "critic_iters": 5, "lr": 3e-4}  # fmt: skip
 
 
+def test_the_cpu_preset_takes_its_shape_from_the_budget(tmp_path):
+    """Up to half an hour small's width and rate, above it (or without a budget) twice the
+    width at 2/3 the rate; the budget may come from a flag or a file, and a flag or a file
+    still beats the shape."""
+
+    def shape(overrides=None, path=None):
+        layers = C.layered_config("cpu", path, overrides)
+        return layers["model"]["dim"], layers["train"]["lr"]
+
+    assert shape() == (128, 1e-3)
+    for minutes, expected in ((5, (64, 1.5e-3)), (30, (64, 1.5e-3)), (31, (128, 1e-3))):
+        assert shape({"train": {"max_minutes": minutes}}) == expected
+    path = tmp_path / "budget.json"
+    path.write_text(json.dumps({"train": {"max_minutes": 10}}))
+    assert shape(path=path) == (64, 1.5e-3)
+    assert shape({"train": {"max_minutes": 60}}, path) == (128, 1e-3)  # the flag's budget
+    assert shape({"train": {"max_minutes": 10}, "model": {"dim": 96}}) == (96, 1.5e-3)
+    path.write_text(json.dumps({"train": {"max_minutes": 10, "lr": 5e-4}}))
+    assert shape(path=path) == (64, 5e-4)
+
+
 def test_precedence_preset_then_file_then_flags(tmp_path):
     path = tmp_path / "cfg.json"
     path.write_text(
@@ -180,7 +201,7 @@ def test_bad_config_files(tmp_path, content, message):
         ("ema_decay", -0.1, "train.ema_decay must lie in"),
         ("lr_critic", 0.0, "train.lr_critic must be a positive number"),
         ("lr_gen", -1.0, "train.lr_gen must be a positive number"),
-        ("preset", "huge", "train.preset must be one of paper, small, small-v1, tiny"),
+        ("preset", "huge", "train.preset must be one of paper, small, cpu, small-v1, tiny"),
         ("max_minutes", 0.0, "train.max_minutes must be a positive number"),
         ("seed", -1, "train.seed must be at least 0"),
         ("seed", 2**64, "train.seed must be at most"),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textgan import files
-from textgan.config.presets import PRESETS
+from textgan.config.presets import PRESETS, preset_layers
 from textgan.corpus import CorpusConfig
 from textgan.errors import UserError
 from textgan.settings import SettingError, check_settings, check_type, declared, setting
@@ -339,9 +339,11 @@ def layered_config(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Field values per section: preset < ``config_file`` < ``overrides`` (explicit flags).
+    """Field values per section: preset < its shape for the budget < ``config_file`` <
+    ``overrides`` (explicit flags).
 
-    The preset is ``preset`` if given, else the file's ``train.preset``, else ``paper``.
+    The preset is ``preset`` if given, else the file's ``train.preset``, else ``paper``; the
+    budget is ``train.max_minutes`` of the flags, else of the file.
     """
     file_layer = read_config_file(config_file) if config_file else {}
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -350,7 +352,9 @@ def layered_config(
     if name not in PRESETS:
         raise SettingError("train.preset", f"must be one of {', '.join(PRESETS)}, got {name!r}")
     merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
-    for layer in (PRESETS[name], file_layer, overrides):
+    budgets = [layer.get("train", {}).get("max_minutes") for layer in (overrides, file_layer)]
+    budget = next((b for b in budgets if b is not None), None)
+    for layer in (*preset_layers(name, budget), file_layer, overrides):
         for section, values in layer.items():
             merged[section].update(values)
     merged["train"]["preset"] = name

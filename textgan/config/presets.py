@@ -26,9 +26,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # The CPU recipe for a wall-clock budget: give --max-minutes and its linear decay is fitted
     # to it (train.fit_iters; without a budget it trains `iters`, about an hour on a 2-core CPU).
-    # small's schedule at twice the width and 2/3 the rate: the `wide` of docs/quality.md, the
-    # best hour measured on two seeds (0.497/0.498). The hinge loss led it at 20 minutes but
-    # ended an hour higher (docs/quality.md, "Quality by design"), so the loss stays the paper's.
+    # Its shape follows the budget (BUDGET_SHAPES): above half an hour, small's schedule at
+    # twice the width and 2/3 the rate, the `wide` of docs/quality.md and its best hour
+    # measured (0.497/0.498); up to half an hour, small's own width and rate, which led at 10
+    # minutes on fresh seeds. The hinge loss led at 10 and 20 minutes but ended the hour
+    # higher (docs/quality.md, "Quality by design"), so the loss stays the paper's.
     "cpu": {
         "model": {"dim": 128, "blocks": 2},
         "train": {
@@ -60,3 +62,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
+
+# Presets whose shape follows the wall-clock budget (train.max_minutes): the first shape whose
+# bound in minutes is at least the budget is layered over the preset (a file or flag beats it).
+BUDGET_SHAPES: dict[str, tuple[tuple[float, dict[str, dict[str, Any]]], ...]] = {
+    "cpu": ((30.0, {"model": {"dim": 64}, "train": {"lr": 1.5e-3}}),),
+}
+
+
+def preset_layers(name: str, max_minutes: float | None) -> list[dict[str, dict[str, Any]]]:
+    """The preset ``name`` and, for a budget of ``max_minutes``, its shape for that budget."""
+    fitting = [
+        shape
+        for bound, shape in BUDGET_SHAPES.get(name, ())
+        if max_minutes is not None and max_minutes <= bound
+    ]
+    return [PRESETS[name], *fitting[:1]]
