@@ -4,9 +4,15 @@ Tests that need news text use two genuine One Billion Word held-out shards from
 ``../shared/corpora/gbw-heldout`` (or ``$TEXTGAN_GBW_HELDOUT``); the repository never carries a
 copy. Where they are missing (a fresh clone) those tests skip with the reason; with
 ``TEXTGAN_REQUIRE_GBW=1`` (set by ``.ci/run``) their absence stops the run instead.
+
+Without textgan installed in the running Python (a bare clone: no torch, no ``textgan`` for the
+CLI's subprocesses) every test skips, saying how to install; with ``TEXTGAN_REQUIRE_DEPS=1``
+(set by ``.ci/run``, where a broken install must not pass as skips) the run stops instead.
 """
 
+import importlib.metadata
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 GBW_DEFAULT = ROOT.parent / "shared" / "corpora" / "gbw-heldout"
 GBW_FILES = ("news.en.heldout-00010-of-00050", "news.en.heldout-00011-of-00050")
 REQUIRE_GBW = "TEXTGAN_REQUIRE_GBW"
+REQUIRE_DEPS = "TEXTGAN_REQUIRE_DEPS"
+NOT_INSTALLED = (
+    f"textgan is not installed in this Python ({sys.executable}); install it and its test "
+    'dependencies: python -m pip install torch==2.13.0 -e ".[dev]"'
+)
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,12 +39,40 @@ def _missing() -> list[str]:
     return [f for f in GBW_FILES if not (_gbw_dir() / f).is_file()]
 
 
+def _installed() -> bool:
+    try:
+        importlib.metadata.distribution("textgan")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+INSTALLED = _installed()
+
+
 def pytest_sessionstart(session):
+    if os.environ.get(REQUIRE_DEPS) == "1" and not INSTALLED:
+        raise pytest.UsageError(f"{REQUIRE_DEPS}=1 but {NOT_INSTALLED}")
     if os.environ.get(REQUIRE_GBW) == "1" and _missing():
         raise pytest.UsageError(
             f"{REQUIRE_GBW}=1 but the shared One Billion Word shards are missing from "
             f"{_gbw_dir()} ({_missing()}); set TEXTGAN_GBW_HELDOUT to the folder that holds them"
         )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Not installed, a test module that cannot even be imported skips with the reason."""
+    report = (yield).get_result()
+    if report.failed and not INSTALLED:
+        report.outcome = "skipped"
+        report.longrepr = (str(collector.path), 0, NOT_INSTALLED)
+
+
+def pytest_collection_modifyitems(items):
+    if not INSTALLED:
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=NOT_INSTALLED))
 
 
 @pytest.fixture(scope="session")
