@@ -153,7 +153,9 @@ def study_report(
 
     wanted = parse_numbers(targets, float, "--targets") if targets is not None else None
     names = parse_numbers(recipes, str, "--recipes") if recipes is not None else None
-    drawn = None if anchors is None else [] if anchors == "none" else anchors.split(",")
+    drawn = parse_numbers(anchors, str, "--anchors") if anchors is not None else None
+    if anchors == "none":
+        drawn = []
     result = rebuild_report(studies, out, wanted, names, reference, drawn)
     click.echo(compare_markdown(result), nl=False)
     _echo(f"report written to {result['out']}")
